@@ -1,0 +1,160 @@
+//! Device context: adapter choice, device creation, limits.
+//!
+//! One `Gpu` per process. It owns the wgpu device and queue and knows what kind of adapter it
+//! runs on, which the kernels use to pick tile shapes (see `TileConfig`).
+
+use anyhow::{anyhow, bail, Context, Result};
+
+/// Environment variable that selects an adapter when `--adapter` is not given.
+pub const ADAPTER_ENV: &str = "TSC_ADAPTER";
+
+/// What `trainer devices` prints about one adapter.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub index: usize,
+    pub name: String,
+    pub backend: wgpu::Backend,
+    pub device_type: wgpu::DeviceType,
+    pub driver: String,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_buffer_size: u64,
+    pub max_compute_workgroup_storage_size: u32,
+    pub max_compute_invocations_per_workgroup: u32,
+}
+
+/// The device context shared by every kernel.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    /// Compiled kernels by key, so each shader variant is compiled once per process.
+    pub(crate) kernels:
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<super::Kernel>>>,
+}
+
+fn instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor {
+        backends: wgpu::Backends::PRIMARY,
+        ..wgpu::InstanceDescriptor::new_without_display_handle()
+    })
+}
+
+fn adapters() -> Vec<wgpu::Adapter> {
+    let inst = instance();
+    pollster::block_on(inst.enumerate_adapters(wgpu::Backends::PRIMARY))
+}
+
+/// Higher is better: discrete GPUs first, the CPU rasteriser last.
+fn rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 4,
+        wgpu::DeviceType::IntegratedGpu => 3,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 1,
+        wgpu::DeviceType::Other => 0,
+    }
+}
+
+const NO_ADAPTER: &str = "no GPU adapter found: install a Vulkan driver \
+     (on Debian/Ubuntu without a GPU: apt-get install mesa-vulkan-drivers)";
+
+/// Every adapter wgpu sees, in enumeration order (the index `--adapter N` refers to).
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    adapters()
+        .iter()
+        .enumerate()
+        .map(|(index, a)| {
+            let info = a.get_info();
+            let l = a.limits();
+            AdapterSummary {
+                index,
+                name: info.name,
+                backend: info.backend,
+                device_type: info.device_type,
+                driver: format!("{} {}", info.driver, info.driver_info)
+                    .trim()
+                    .to_string(),
+                max_storage_buffer_binding_size: l.max_storage_buffer_binding_size as u64,
+                max_buffer_size: l.max_buffer_size,
+                max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
+                max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
+            }
+        })
+        .collect()
+}
+
+impl Gpu {
+    /// Open a device. `selector` is an adapter index or a case-insensitive name substring;
+    /// `None` falls back to `$TSC_ADAPTER`, then to the best adapter by type.
+    pub fn new(selector: Option<&str>) -> Result<Gpu> {
+        let env = std::env::var(ADAPTER_ENV).ok().filter(|s| !s.is_empty());
+        let selector = selector.map(str::to_string).or(env);
+        let all = adapters();
+        if all.is_empty() {
+            bail!(NO_ADAPTER);
+        }
+        let adapter = match selector.as_deref() {
+            Some(sel) => pick(&all, sel)?,
+            None => all
+                .iter()
+                .max_by_key(|a| rank(a.get_info().device_type))
+                .expect("non-empty"),
+        };
+        let info = adapter.get_info();
+        // Ask for everything the adapter offers: large activations need big storage bindings.
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("tsc"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .with_context(|| format!("could not open GPU device on adapter '{}'", info.name))?;
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            kernels: Default::default(),
+        })
+    }
+
+    /// True for software adapters (lavapipe, SwiftShader, WARP): they want big register tiles.
+    pub fn is_cpu(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Block until all submitted work is done.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| anyhow!("GPU poll failed: {e}"))?;
+        Ok(())
+    }
+
+    /// One-line description for logs: name, type, backend.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, {:?})",
+            self.info.name, self.info.device_type, self.info.backend
+        )
+    }
+}
+
+fn pick<'a>(all: &'a [wgpu::Adapter], sel: &str) -> Result<&'a wgpu::Adapter> {
+    if let Ok(i) = sel.parse::<usize>() {
+        return all.get(i).ok_or_else(|| {
+            anyhow!(
+                "adapter index {i} out of range: {} adapter(s) found (see `trainer devices`)",
+                all.len()
+            )
+        });
+    }
+    let want = sel.to_lowercase();
+    all.iter()
+        .find(|a| a.get_info().name.to_lowercase().contains(&want))
+        .ok_or_else(|| anyhow!("no adapter whose name contains '{sel}' (see `trainer devices`)"))
+}

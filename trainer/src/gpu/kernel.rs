@@ -1,0 +1,261 @@
+//! Compute kernels: one pipeline per WGSL entry point, its bind-group layout declared once,
+//! and a `Recorder` that batches many dispatches into one submission.
+
+use super::context::Gpu;
+use anyhow::{anyhow, bail, Result};
+use std::sync::Arc;
+
+/// How a kernel uses one binding; binding `i` of group 0 is `slots[i]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// `var<storage, read>`
+    Read,
+    /// `var<storage, read_write>`
+    ReadWrite,
+    /// `var<uniform>` (shape parameters)
+    Uniform,
+}
+
+/// A compiled compute pipeline with its bind-group layout.
+pub struct Kernel {
+    pub name: String,
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+    slots: Vec<Slot>,
+}
+
+/// Replace every `{{NAME}}` in a WGSL template with its value: tile shapes are compile-time
+/// constants in WGSL (function-scope arrays need const sizes), chosen per adapter.
+pub fn specialize(src: &str, consts: &[(&str, u32)]) -> String {
+    let mut s = src.to_string();
+    for (k, v) in consts {
+        s = s.replace(&format!("{{{{{k}}}}}"), &v.to_string());
+    }
+    s
+}
+
+impl Kernel {
+    /// Compile `entry` of `source`. Shader validation errors come back as `Err`, not a panic.
+    pub fn new(gpu: &Gpu, name: &str, source: &str, entry: &str, slots: &[Slot]) -> Result<Kernel> {
+        if let Some(pos) = source.find("{{") {
+            let end = source[pos..].find("}}").map_or(pos + 10, |e| pos + e + 2);
+            bail!(
+                "kernel {name}: unspecialised template parameter {}",
+                &source[pos..end.min(source.len())]
+            );
+        }
+        let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = gpu
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(name),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| wgpu::BindGroupLayoutEntry {
+                binding: i as u32,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: match s {
+                    Slot::Uniform => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    Slot::Read | Slot::ReadWrite => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage {
+                            read_only: *s == Slot::Read,
+                        },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                },
+                count: None,
+            })
+            .collect();
+        let layout = gpu
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(name),
+                entries: &entries,
+            });
+        let pl = gpu
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(name),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+        let pipeline = gpu
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(name),
+                layout: Some(&pl),
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            bail!("kernel {name} ({entry}) failed to compile: {e}");
+        }
+        Ok(Kernel {
+            name: name.to_string(),
+            pipeline,
+            layout,
+            slots: slots.to_vec(),
+        })
+    }
+
+    /// A bind group for `buffers`, in slot order. Build these once (at model build time), not
+    /// per step.
+    pub fn bind(&self, gpu: &Gpu, buffers: &[&wgpu::Buffer]) -> Result<wgpu::BindGroup> {
+        if buffers.len() != self.slots.len() {
+            return Err(anyhow!(
+                "kernel {}: {} buffers bound, {} expected",
+                self.name,
+                buffers.len(),
+                self.slots.len()
+            ));
+        }
+        let entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        Ok(gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(&self.name),
+            layout: &self.layout,
+            entries: &entries,
+        }))
+    }
+}
+
+/// One recorded-once, replayed-every-step dispatch: a kernel, its bound buffers (including
+/// its own uniform parameters) and its workgroup counts. Build these when the model is built.
+pub struct Dispatch {
+    pub kernel: Arc<Kernel>,
+    pub bind: wgpu::BindGroup,
+    pub groups: [u32; 3],
+}
+
+impl Dispatch {
+    /// Bind `buffers` to `kernel` for `groups` workgroups.
+    pub fn new(
+        gpu: &Gpu,
+        kernel: &Arc<Kernel>,
+        buffers: &[&wgpu::Buffer],
+        groups: [u32; 3],
+    ) -> Result<Dispatch> {
+        Ok(Dispatch {
+            kernel: kernel.clone(),
+            bind: kernel.bind(gpu, buffers)?,
+            groups,
+        })
+    }
+}
+
+impl Gpu {
+    /// The kernel cached under `key`, compiling it with `make() -> (source, entry, slots)` on
+    /// first use. Keys name the shader variant, e.g. `"conv_fwd/tm8_tn8"`.
+    pub fn kernel(
+        &self,
+        key: &str,
+        make: impl FnOnce() -> (String, &'static str, Vec<Slot>),
+    ) -> Result<Arc<Kernel>> {
+        if let Some(k) = self.kernels.lock().expect("kernel cache").get(key) {
+            return Ok(k.clone());
+        }
+        let (src, entry, slots) = make();
+        let k = Arc::new(Kernel::new(self, key, &src, entry, &slots)?);
+        self.kernels
+            .lock()
+            .expect("kernel cache")
+            .insert(key.to_string(), k.clone());
+        Ok(k)
+    }
+
+    /// A uniform buffer holding `params` (e.g. `[u32; 8]` of shapes). Pad to 16 bytes.
+    pub fn uniform<T: bytemuck::Pod>(&self, params: &T) -> wgpu::Buffer {
+        let bytes = bytemuck::bytes_of(params);
+        let size = (bytes.len() as u64).div_ceil(16) * 16;
+        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("params"),
+            size,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.queue.write_buffer(&buf, 0, bytes);
+        buf
+    }
+
+    /// Start recording dispatches.
+    pub fn recorder(&self) -> Recorder<'_> {
+        Recorder {
+            gpu: self,
+            encoder: Some(self.device.create_command_encoder(&Default::default())),
+            pass: None,
+        }
+    }
+}
+
+/// Workgroup counts covering `n` invocations of a 1-D kernel with `wg` invocations per group,
+/// folded into x and y when `n / wg` exceeds the 65535 limit of one dimension. Shaders
+/// recover the linear index as `gid.x + gid.y * nwg.x * WG`.
+pub fn grid_1d(n: usize, wg: u32) -> [u32; 3] {
+    let groups = (n as u64).div_ceil(wg as u64).max(1);
+    if groups <= 65535 {
+        [groups as u32, 1, 1]
+    } else {
+        let y = groups.div_ceil(65535);
+        [groups.div_ceil(y) as u32, y as u32, 1]
+    }
+}
+
+/// Records dispatches and copies into one command buffer; wgpu inserts the barriers between
+/// dispatches that touch the same buffers.
+pub struct Recorder<'g> {
+    gpu: &'g Gpu,
+    encoder: Option<wgpu::CommandEncoder>,
+    pass: Option<wgpu::ComputePass<'static>>,
+}
+
+impl Recorder<'_> {
+    /// Queue one dispatch of `kernel` with `bind` over `groups` workgroups.
+    pub fn dispatch(&mut self, kernel: &Kernel, bind: &wgpu::BindGroup, groups: [u32; 3]) {
+        if self.pass.is_none() {
+            let enc = self.encoder.as_mut().expect("recorder used after submit");
+            self.pass = Some(
+                enc.begin_compute_pass(&Default::default())
+                    .forget_lifetime(),
+            );
+        }
+        let pass = self.pass.as_mut().expect("pass just created");
+        pass.set_pipeline(&kernel.pipeline);
+        pass.set_bind_group(0, bind, &[]);
+        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+    }
+
+    /// Queue a prepared dispatch.
+    pub fn run(&mut self, d: &Dispatch) {
+        self.dispatch(&d.kernel, &d.bind, d.groups);
+    }
+
+    /// Queue a buffer-to-buffer copy of `bytes` bytes.
+    pub fn copy(&mut self, src: &wgpu::Buffer, dst: &wgpu::Buffer, bytes: u64) {
+        self.pass = None;
+        let enc = self.encoder.as_mut().expect("recorder used after submit");
+        enc.copy_buffer_to_buffer(src, 0, dst, 0, bytes);
+    }
+
+    /// Submit everything recorded (does not wait).
+    pub fn submit(mut self) {
+        self.pass = None;
+        let enc = self.encoder.take().expect("recorder used after submit");
+        self.gpu.queue.submit([enc.finish()]);
+    }
+}
