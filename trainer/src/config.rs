@@ -1,0 +1,250 @@
+//! Training configuration: a TOML file (`--config`) that command-line flags override. The
+//! config actually used is written to the run folder as `config.toml`.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use tsc_core::arch::StepMode;
+
+/// Everything that defines a training run. Field names are the TOML keys.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// `digits`, `cifar10`, `cifar100`, `mnist` or `folder`.
+    pub dataset: String,
+    /// Dataset location (file or folder); empty: the dataset's default (the shipped digits,
+    /// `../shared/data/<name>`, or the download cache).
+    pub data: String,
+    /// CIFAR-10: which training batches to use (1..=5).
+    pub cifar_batches: Vec<usize>,
+    /// Image-folder datasets: side of the square input the images are resized/cropped to.
+    pub image_size: usize,
+    /// ResNet depth, 6n + 2 (8, 14, 20, 32, 44, 56, 110, ...).
+    pub depth: usize,
+    /// Width multiplier: stage widths are 16·width, 32·width, 64·width (rounded, at least 1).
+    pub width: f32,
+    /// Shortcut when shapes change: `A` (subsample + zero channels) or `B` (1×1 conv + BN).
+    pub shortcut: String,
+    /// Step-size mode: `fixed:C`, `indp`, `2fc` or `lstm`.
+    pub steps: String,
+    /// Controller reduction r (hidden size C / r).
+    pub reduction: usize,
+    pub epochs: usize,
+    pub batch: usize,
+    pub lr: f32,
+    pub momentum: f32,
+    pub weight_decay: f32,
+    /// `step` (divide by 10 at each milestone) or `cosine`.
+    pub schedule: String,
+    /// Fractions of the run at which the `step` schedule divides the learning rate by 10.
+    pub milestones: Vec<f32>,
+    /// Random crop (pad 4) and horizontal flip: `auto` (on for CIFAR and folders, off for
+    /// digits and MNIST), `on`, `off`.
+    pub augment: String,
+    pub seed: u64,
+    /// Stop each epoch after this many steps (0: the whole epoch). For smoke tests.
+    pub max_steps: usize,
+    /// CPU threads preparing batches.
+    pub workers: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            dataset: "digits".into(),
+            data: String::new(),
+            cifar_batches: vec![1, 2, 3, 4, 5],
+            image_size: 32,
+            depth: 20,
+            width: 1.0,
+            shortcut: "A".into(),
+            steps: "lstm".into(),
+            reduction: 4,
+            epochs: 10,
+            batch: 128,
+            lr: 0.1,
+            momentum: 0.9,
+            weight_decay: 1e-4,
+            schedule: "step".into(),
+            milestones: vec![0.5, 0.75],
+            augment: "auto".into(),
+            seed: 0,
+            max_steps: 0,
+            workers: 2,
+        }
+    }
+}
+
+/// Parse `fixed:C | indp | 2fc | lstm`.
+pub fn parse_steps(s: &str) -> Result<StepMode> {
+    Ok(match s {
+        "indp" => StepMode::Indp,
+        "2fc" => StepMode::TwoFc,
+        "lstm" => StepMode::Lstm,
+        _ => {
+            let Some(c) = s.strip_prefix("fixed:") else {
+                bail!("--steps '{s}': expected fixed:C, indp, 2fc or lstm");
+            };
+            let c: f32 = c.parse().with_context(|| format!("--steps '{s}': C is not a number"))?;
+            if !(c.is_finite() && c > 0.0) {
+                bail!("--steps '{s}': the fixed step must be a positive number");
+            }
+            StepMode::Fixed(c)
+        }
+    })
+}
+
+/// Inverse of `parse_steps`.
+pub fn steps_name(m: StepMode) -> String {
+    match m {
+        StepMode::Fixed(c) => format!("fixed:{c}"),
+        StepMode::Indp => "indp".into(),
+        StepMode::TwoFc => "2fc".into(),
+        StepMode::Lstm => "lstm".into(),
+    }
+}
+
+impl TrainConfig {
+    /// Read a TOML file; unknown keys are errors (a typo must not be silently ignored).
+    pub fn load(path: &Path) -> Result<TrainConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let cfg: TrainConfig =
+            toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))?;
+        Ok(cfg)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("config serialises")
+    }
+
+    /// Blocks per stage for the configured depth.
+    pub fn blocks_per_stage(&self) -> usize {
+        (self.depth - 2) / 6
+    }
+
+    /// Stem width w0 = round(16·width).
+    pub fn stem_width(&self) -> usize {
+        ((16.0 * self.width).round() as usize).max(1)
+    }
+
+    /// Whether augmentation is on for this dataset.
+    pub fn augment_on(&self) -> bool {
+        match self.augment.as_str() {
+            "on" => true,
+            "off" => false,
+            _ => matches!(self.dataset.as_str(), "cifar10" | "cifar100" | "folder"),
+        }
+    }
+
+    /// Check every field's range; the message names the flag.
+    pub fn validate(&self) -> Result<()> {
+        if !matches!(self.dataset.as_str(), "digits" | "cifar10" | "cifar100" | "mnist" | "folder") {
+            bail!("--dataset '{}': expected digits, cifar10, cifar100, mnist or folder", self.dataset);
+        }
+        if self.depth < 8 || (self.depth - 2) % 6 != 0 {
+            bail!("--depth {}: must be 6n + 2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...)", self.depth);
+        }
+        if !(self.width.is_finite() && self.width > 0.0 && self.width <= 64.0) {
+            bail!("--width {}: must be in (0, 64]", self.width);
+        }
+        if !matches!(self.shortcut.as_str(), "A" | "B" | "a" | "b") {
+            bail!("--shortcut '{}': expected A or B", self.shortcut);
+        }
+        parse_steps(&self.steps)?;
+        if self.reduction == 0 {
+            bail!("--reduction must be at least 1");
+        }
+        if self.epochs == 0 {
+            bail!("--epochs must be at least 1");
+        }
+        if self.batch == 0 || self.batch > 4096 {
+            bail!("--batch {}: must be in 1..=4096", self.batch);
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            bail!("--lr {}: must be a positive number", self.lr);
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            bail!("--momentum {}: must be in [0, 1)", self.momentum);
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            bail!("--weight-decay {}: must be >= 0", self.weight_decay);
+        }
+        if !matches!(self.schedule.as_str(), "step" | "cosine") {
+            bail!("--schedule '{}': expected step or cosine", self.schedule);
+        }
+        if self.milestones.iter().any(|m| !(0.0..=1.0).contains(m)) {
+            bail!("--milestones: each must be a fraction of the run in [0, 1]");
+        }
+        if !matches!(self.augment.as_str(), "auto" | "on" | "off") {
+            bail!("--augment '{}': expected auto, on or off", self.augment);
+        }
+        if self.cifar_batches.is_empty() || self.cifar_batches.iter().any(|b| !(1..=5).contains(b)) {
+            bail!("--cifar-batches: each must be in 1..=5");
+        }
+        if self.image_size == 0 || self.image_size > 1024 {
+            bail!("--image-size {}: must be in 1..=1024", self.image_size);
+        }
+        if self.workers == 0 || self.workers > 64 {
+            bail!("--workers {}: must be in 1..=64", self.workers);
+        }
+        Ok(())
+    }
+
+    /// Learning rate at (fractional) epoch `t` in `[0, epochs)`.
+    pub fn lr_at(&self, t: f32) -> f32 {
+        let frac = t / self.epochs as f32;
+        match self.schedule.as_str() {
+            "cosine" => 0.5 * self.lr * (1.0 + (std::f32::consts::PI * frac).cos()),
+            _ => {
+                let drops = self.milestones.iter().filter(|&&m| frac >= m).count() as i32;
+                self.lr * 0.1f32.powi(drops)
+            }
+        }
+    }
+
+    /// Default data location for the dataset when `data` is empty.
+    pub fn data_path(&self) -> PathBuf {
+        if !self.data.is_empty() {
+            return PathBuf::from(&self.data);
+        }
+        match self.dataset.as_str() {
+            "digits" => PathBuf::from("data/digits/digits.bin"),
+            other => PathBuf::from("../shared/data").join(other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_roundtrip() {
+        let c = TrainConfig::default();
+        c.validate().unwrap();
+        let back: TrainConfig = toml::from_str(&c.to_toml()).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        let mut c = TrainConfig { depth: 21, ..Default::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("--depth"));
+        c.depth = 20;
+        c.steps = "fixed:-1".into();
+        assert!(c.validate().unwrap_err().to_string().contains("--steps"));
+        c.steps = "lstm".into();
+        c.lr = f32::NAN;
+        assert!(c.validate().unwrap_err().to_string().contains("--lr"));
+        assert!(toml::from_str::<TrainConfig>("depht = 20").is_err(), "unknown keys are errors");
+    }
+
+    #[test]
+    fn step_schedule() {
+        let c = TrainConfig { epochs: 4, lr: 0.1, ..Default::default() };
+        assert_eq!(c.lr_at(0.0), 0.1);
+        assert!((c.lr_at(2.0) - 0.01).abs() < 1e-7);
+        assert!((c.lr_at(3.5) - 0.001).abs() < 1e-8);
+    }
+}
