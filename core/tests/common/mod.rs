@@ -1,0 +1,322 @@
+//! Plain f64 reference implementations (naive loops, written independently of the crate's
+//! layer code) shared by the integration tests.
+#![allow(dead_code, clippy::too_many_arguments)]
+
+use tsc_core::arch::{BlockPart, BnField, CtlPart, TensorId};
+use tsc_core::{Model, ModelKind, Shape3, StepMode};
+
+#[allow(unused_imports)]
+pub use tsc_core::testutil::Rng;
+
+/// f64 copy of a model tensor.
+pub fn t64(m: &Model<'_>, id: TensorId) -> Vec<f64> {
+    m.tensor(&id.name())
+        .unwrap_or_else(|| panic!("missing {}", id.name()))
+        .iter()
+        .map(|v| v as f64)
+        .collect()
+}
+
+/// Reference conv: NHWC input, OHWI weights, zero padding, groups.
+pub fn conv_ref(
+    x: &[f64],
+    s: Shape3,
+    w: &[f64],
+    b: Option<&[f64]>,
+    co: usize,
+    kh: usize,
+    kw: usize,
+    stride: usize,
+    pad: usize,
+    groups: usize,
+) -> (Vec<f64>, Shape3, Vec<f64>) {
+    let ho = (s.h + 2 * pad - kh) / stride + 1;
+    let wo = (s.w + 2 * pad - kw) / stride + 1;
+    let cig = s.c / groups;
+    let cog = co / groups;
+    let mut y = vec![0.0; ho * wo * co];
+    let mut absy = vec![0.0; ho * wo * co];
+    for oy in 0..ho {
+        for ox in 0..wo {
+            for o in 0..co {
+                let g = o / cog;
+                let mut acc = b.map_or(0.0, |b| b[o]);
+                let mut aacc = acc.abs();
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let iy = (oy * stride + ky) as isize - pad as isize;
+                        let ix = (ox * stride + kx) as isize - pad as isize;
+                        if iy < 0 || ix < 0 || iy >= s.h as isize || ix >= s.w as isize {
+                            continue;
+                        }
+                        for i in 0..cig {
+                            let xv = x[((iy as usize * s.w) + ix as usize) * s.c + g * cig + i];
+                            let wv = w[((o * kh + ky) * kw + kx) * cig + i];
+                            acc += xv * wv;
+                            aacc += (xv * wv).abs();
+                        }
+                    }
+                }
+                y[(oy * wo + ox) * co + o] = acc;
+                absy[(oy * wo + ox) * co + o] = aacc;
+            }
+        }
+    }
+    (y, Shape3::new(ho, wo, co), absy)
+}
+
+pub fn bn_ref(x: &mut [f64], g: &[f64], b: &[f64], m: &[f64], v: &[f64]) {
+    let c = g.len();
+    for (i, e) in x.iter_mut().enumerate() {
+        let ch = i % c;
+        *e = (*e - m[ch]) / (v[ch] + 1e-5f32 as f64).sqrt() * g[ch] + b[ch];
+    }
+}
+
+pub fn relu_ref(x: &mut [f64]) {
+    for v in x {
+        if *v < 0.0 {
+            *v = 0.0;
+        }
+    }
+}
+
+pub fn sig(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+pub fn fc_ref(x: &[f64], w: &[f64], b: &[f64]) -> Vec<f64> {
+    let n = x.len();
+    (0..b.len())
+        .map(|o| b[o] + (0..n).map(|i| w[o * n + i] * x[i]).sum::<f64>())
+        .collect()
+}
+
+/// Weight summary of a block (conv1 then conv2), f64.
+pub fn summary_ref(m: &Model<'_>, s: usize, b: usize) -> Vec<f64> {
+    let mut out = Vec::new();
+    for part in [BlockPart::Conv1W, BlockPart::Conv2W] {
+        let t = m
+            .tensor(
+                &TensorId::Block {
+                    stage: s,
+                    block: b,
+                    part,
+                }
+                .name(),
+            )
+            .unwrap();
+        let d = t.dims().to_vec();
+        let w: Vec<f64> = t.iter().map(|v| v as f64).collect();
+        let per = d[3];
+        for tap in 0..d[0] * d[1] * d[2] {
+            out.push(w[tap * per..(tap + 1) * per].iter().sum::<f64>() / per as f64);
+        }
+    }
+    out
+}
+
+/// Every block's Δt of stage `s`, f64, straight from the equations.
+pub fn steps_ref(m: &Model<'_>, s: usize) -> Vec<Vec<f64>> {
+    let a = *m.arch();
+    let st = a.stages[s];
+    let c = st.width;
+    let hs = (c / a.reduction).max(1);
+    let mut out = Vec::new();
+    let mut h = vec![0.0; hs];
+    let mut cst = vec![0.0; hs];
+    for b in 0..st.blocks {
+        let bid = |part| TensorId::Block {
+            stage: s,
+            block: b,
+            part,
+        };
+        let sid = |part| TensorId::StageCtl { stage: s, part };
+        let dt = match a.step {
+            StepMode::Fixed(v) => vec![v as f64; c],
+            StepMode::Indp => t64(m, bid(BlockPart::Dt)),
+            StepMode::TwoFc => {
+                let wb = summary_ref(m, s, b);
+                let g = |p| t64(m, bid(BlockPart::Ctl(p)));
+                let mut x = fc_ref(&wb, &g(CtlPart::FcInW), &g(CtlPart::FcInB));
+                relu_ref(&mut x);
+                fc_ref(&x, &g(CtlPart::FcOutW), &g(CtlPart::FcOutB))
+                    .into_iter()
+                    .map(sig)
+                    .collect()
+            }
+            StepMode::Lstm => {
+                let wb = summary_ref(m, s, b);
+                let g = |p| t64(m, sid(p));
+                let mut x = fc_ref(&wb, &g(CtlPart::FcInW), &g(CtlPart::FcInB));
+                relu_ref(&mut x);
+                let mut z = h.clone();
+                z.extend_from_slice(&x);
+                let gates = fc_ref(&z, &g(CtlPart::LstmW), &g(CtlPart::LstmB));
+                for k in 0..hs {
+                    let i = sig(gates[k]);
+                    let f = sig(gates[hs + k]);
+                    let gg = gates[2 * hs + k].tanh();
+                    let o = sig(gates[3 * hs + k]);
+                    cst[k] = f * cst[k] + i * gg;
+                    h[k] = o * cst[k].tanh();
+                }
+                fc_ref(&h, &g(CtlPart::FcOutW), &g(CtlPart::FcOutB))
+                    .into_iter()
+                    .map(sig)
+                    .collect()
+            }
+        };
+        out.push(dt);
+    }
+    out
+}
+
+/// Full forward pass in f64 (checkpoint: BN + Δt; folded: biases), input in [0, 1].
+pub fn forward_ref(m: &Model<'_>, input: &[f32]) -> Vec<f64> {
+    let a = *m.arch();
+    let unf = m.kind() == ModelKind::Checkpoint;
+    let mut s = a.input;
+    let mut x: Vec<f64> = input
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (v as f64 - a.mean[i % s.c] as f64) / a.std[i % s.c] as f64)
+        .collect();
+    let conv = |x: &[f64],
+                s: Shape3,
+                w: TensorId,
+                b: TensorId,
+                bn: &dyn Fn(BnField) -> TensorId,
+                co: usize,
+                k: usize,
+                stride: usize,
+                pad: usize,
+                groups: usize| {
+        let wv = t64(m, w);
+        let (mut y, ys, _) = if unf {
+            conv_ref(x, s, &wv, None, co, k, k, stride, pad, groups)
+        } else {
+            let bv = t64(m, b);
+            conv_ref(x, s, &wv, Some(&bv), co, k, k, stride, pad, groups)
+        };
+        if unf {
+            bn_ref(
+                &mut y,
+                &t64(m, bn(BnField::Gamma)),
+                &t64(m, bn(BnField::Beta)),
+                &t64(m, bn(BnField::Mean)),
+                &t64(m, bn(BnField::Var)),
+            );
+        }
+        (y, ys)
+    };
+    let (mut y, ys) = conv(
+        &x,
+        s,
+        TensorId::StemConvW,
+        TensorId::StemConvB,
+        &TensorId::StemBn,
+        a.stem_width,
+        3,
+        1,
+        1,
+        1,
+    );
+    relu_ref(&mut y);
+    x = y;
+    s = ys;
+    for (si, st) in a.stages().iter().enumerate() {
+        let dts = if unf { Some(steps_ref(m, si)) } else { None };
+        for b in 0..st.blocks {
+            let id = |part| TensorId::Block {
+                stage: si,
+                block: b,
+                part,
+            };
+            let stride = if b == 0 { st.stride } else { 1 };
+            let (mut t1, s1) = conv(
+                &x,
+                s,
+                id(BlockPart::Conv1W),
+                id(BlockPart::Conv1B),
+                &|f| id(BlockPart::Bn1(f)),
+                st.width,
+                3,
+                stride,
+                1,
+                a.groups,
+            );
+            relu_ref(&mut t1);
+            let (mut t2, s2) = conv(
+                &t1,
+                s1,
+                id(BlockPart::Conv2W),
+                id(BlockPart::Conv2B),
+                &|f| id(BlockPart::Bn2(f)),
+                st.width,
+                3,
+                1,
+                1,
+                a.groups,
+            );
+            if let Some(d) = &dts {
+                for (i, v) in t2.iter_mut().enumerate() {
+                    *v *= d[b][i % st.width];
+                }
+            }
+            let change = stride != 1 || s.c != st.width;
+            let short: Vec<f64> = if !change {
+                x.clone()
+            } else if a.shortcut == tsc_core::ShortcutKind::B {
+                conv(
+                    &x,
+                    s,
+                    id(BlockPart::ProjW),
+                    id(BlockPart::ProjB),
+                    &|f| id(BlockPart::ProjBn(f)),
+                    st.width,
+                    1,
+                    stride,
+                    0,
+                    1,
+                )
+                .0
+            } else {
+                let mut o = vec![0.0; s2.h * s2.w * s2.c];
+                for yy in 0..s2.h {
+                    for xx in 0..s2.w {
+                        for c in 0..s.c {
+                            o[(yy * s2.w + xx) * s2.c + c] =
+                                x[((yy * stride) * s.w + xx * stride) * s.c + c];
+                        }
+                    }
+                }
+                o
+            };
+            for (v, sv) in t2.iter_mut().zip(&short) {
+                *v = (*v + sv).max(0.0);
+            }
+            x = t2;
+            s = s2;
+        }
+    }
+    let mut pooled = vec![0.0; s.c];
+    for (i, v) in x.iter().enumerate() {
+        pooled[i % s.c] += v;
+    }
+    for p in &mut pooled {
+        *p /= (s.h * s.w) as f64;
+    }
+    fc_ref(&pooled, &t64(m, TensorId::FcW), &t64(m, TensorId::FcB))
+}
+
+/// max |a − b| / max |b|.
+pub fn rel_err(a: &[f32], b: &[f64]) -> f64 {
+    let num = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - y).abs())
+        .fold(0.0, f64::max);
+    let den = b.iter().map(|y| y.abs()).fold(0.0, f64::max);
+    num / den.max(1e-30)
+}
