@@ -66,7 +66,8 @@ pub fn parse_records(
     if bytes.is_empty() {
         bail!("{}: file is empty", path.display());
     }
-    if bytes.len() % rec != 0 {
+    let incomplete = bytes.len() % rec;
+    if incomplete != 0 {
         bail!(
             "{}: truncated or not a CIFAR file: {} bytes is not a whole number of {rec}-byte \
              records (record {} is incomplete)",

@@ -36,7 +36,8 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Dataset> {
     if bytes.is_empty() {
         bail!("{}: file is empty", path.display());
     }
-    if bytes.len() % RECORD != 0 {
+    let incomplete = bytes.len() % RECORD;
+    if incomplete != 0 {
         bail!(
             "{}: truncated: {} bytes is not a whole number of {RECORD}-byte records (record {} \
              is incomplete)",
