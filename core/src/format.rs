@@ -283,7 +283,7 @@ impl<'a> Iterator for Tensors<'a> {
 }
 
 /// A validated model file borrowed from a byte slice of any alignment. Cheap to copy.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct Model<'a> {
     bytes: &'a [u8],
     arch: Arch,
@@ -291,6 +291,17 @@ pub struct Model<'a> {
     names_off: usize,
     tensors_off: usize,
     tensor_count: usize,
+}
+
+impl core::fmt::Debug for Model<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Model")
+            .field("kind", &self.kind)
+            .field("arch", &self.arch)
+            .field("bytes", &self.bytes.len())
+            .field("tensor_count", &self.tensor_count)
+            .finish()
+    }
 }
 
 fn decode_kind(v: u32) -> Result<ModelKind, FormatError> {

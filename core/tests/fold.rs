@@ -1,4 +1,6 @@
 //! Folding equivalence and whole-network inference against the f64 reference.
+#![allow(clippy::needless_range_loop)]
+
 mod common;
 
 use common::{forward_ref, rel_err};
