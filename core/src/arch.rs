@@ -222,6 +222,14 @@ pub enum BnField {
 }
 
 impl BnField {
+    fn idx(self) -> u8 {
+        match self {
+            BnField::Gamma => 0,
+            BnField::Beta => 1,
+            BnField::Mean => 2,
+            BnField::Var => 3,
+        }
+    }
     pub const ALL: [BnField; 4] = [BnField::Gamma, BnField::Beta, BnField::Mean, BnField::Var];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -260,6 +268,16 @@ pub enum CtlPart {
 }
 
 impl CtlPart {
+    fn idx(self) -> u8 {
+        match self {
+            CtlPart::FcInW => 0,
+            CtlPart::FcInB => 1,
+            CtlPart::LstmW => 2,
+            CtlPart::LstmB => 3,
+            CtlPart::FcOutW => 4,
+            CtlPart::FcOutB => 5,
+        }
+    }
     pub fn as_str(self) -> &'static str {
         match self {
             CtlPart::FcInW => "fc_in.w",
@@ -309,7 +327,40 @@ fn parse_index(s: &str) -> Option<usize> {
     Some(v)
 }
 
+/// Sort key of a [`TensorId`]; see [`TensorId::order_key`].
+pub type OrderKey = (u8, usize, usize, u8);
+
 impl TensorId {
+    /// Position in the canonical order (the order of [`Arch::for_each_tensor`]): stem; then
+    /// per stage the stage controller and each block (conv1, bn1, conv2, bn2, proj,
+    /// projbn, dt, ctl); then fc. Model files store canonical tensors in increasing key.
+    pub fn order_key(&self) -> OrderKey {
+        match *self {
+            TensorId::StemConvW => (0, 0, 0, 0),
+            TensorId::StemConvB => (0, 0, 0, 1),
+            TensorId::StemBn(f) => (0, 0, 0, 2 + f.idx()),
+            TensorId::StageCtl { stage, part } => (1, stage, 0, part.idx()),
+            TensorId::Block { stage, block, part } => {
+                let p = match part {
+                    BlockPart::Conv1W => 0,
+                    BlockPart::Conv1B => 1,
+                    BlockPart::Bn1(f) => 2 + f.idx(),
+                    BlockPart::Conv2W => 6,
+                    BlockPart::Conv2B => 7,
+                    BlockPart::Bn2(f) => 8 + f.idx(),
+                    BlockPart::ProjW => 12,
+                    BlockPart::ProjB => 13,
+                    BlockPart::ProjBn(f) => 14 + f.idx(),
+                    BlockPart::Dt => 18,
+                    BlockPart::Ctl(c) => 19 + c.idx(),
+                };
+                (1, stage, block.saturating_add(1), p)
+            }
+            TensorId::FcW => (2, 0, 0, 0),
+            TensorId::FcB => (2, 0, 0, 1),
+        }
+    }
+
     /// Parses a canonical tensor name; `None` for anything else (including `opt.*`/`meta.*`).
     pub fn parse(name: &str) -> Option<TensorId> {
         match name {
@@ -759,16 +810,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_round_trip() {
-        let a = Arch::cifar(2, 4, StepMode::TwoFc, ShortcutKind::B);
-        a.validate().unwrap();
-        for kind in [ModelKind::Checkpoint, ModelKind::Folded] {
-            a.for_each_tensor::<()>(kind, |id, _| {
-                let n = id.name();
-                assert_eq!(TensorId::parse(&n), Some(id), "{}", n);
-                Ok(())
-            })
-            .unwrap();
+    fn names_round_trip_and_canonical_order() {
+        for step in [StepMode::TwoFc, StepMode::Lstm, StepMode::Indp] {
+            let mut a = Arch::cifar(11, 4, step, ShortcutKind::B);
+            a.stages[0].width = 2;
+            a.validate().unwrap();
+            for kind in [ModelKind::Checkpoint, ModelKind::Folded] {
+                let mut last = None;
+                a.for_each_tensor::<()>(kind, |id, _| {
+                    let n = id.name();
+                    assert_eq!(TensorId::parse(&n), Some(id), "{}", n);
+                    assert!(Some(id.order_key()) > last, "{}", n);
+                    last = Some(id.order_key());
+                    Ok(())
+                })
+                .unwrap();
+            }
         }
         for bad in [
             "s01.b0.dt",

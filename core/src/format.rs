@@ -47,6 +47,9 @@ pub enum FormatError {
     UnexpectedTensor(TensorName),
     /// The same name appears twice.
     DuplicateTensor(TensorName),
+    /// Records out of order: canonical tensors must follow the canonical order
+    /// ([`TensorId::order_key`]), `opt.*`/`meta.*` names must increase bytewise.
+    TensorOrder(TensorName),
     /// A tensor the architecture requires is absent.
     MissingTensor(TensorName),
     /// A tensor's shape differs from the architecture's.
@@ -86,6 +89,7 @@ impl core::fmt::Display for FormatError {
             InvalidTensorName => write!(f, "invalid tensor name"),
             UnexpectedTensor(n) => write!(f, "unexpected tensor {n}"),
             DuplicateTensor(n) => write!(f, "duplicate tensor {n}"),
+            TensorOrder(n) => write!(f, "tensor {n} out of order"),
             MissingTensor(n) => write!(f, "missing tensor {n}"),
             ShapeMismatch(n) => write!(f, "wrong shape for tensor {n}"),
             NonFinite(n) => write!(f, "non-finite value in tensor {n}"),
@@ -325,8 +329,9 @@ impl<'a> Model<'a> {
     /// Order of checks (so that the error names the first problem): length ≥ 4, magic,
     /// length ≥ 8, version, length ≥ 12, `total_len` against the input length, CRC-32,
     /// header fields and architecture, stage table, normalisation, class names, each tensor
-    /// record (name, shape, finite values, BN variance ≥ 0, no duplicates, nothing
-    /// unexpected), records end exactly at the CRC, every required tensor present.
+    /// record (name, nothing unexpected, order and duplicates, shape, finite values, BN
+    /// variance ≥ 0), records end exactly at the CRC, every required tensor present.
+    /// Runs in time linear in the file size.
     pub fn parse(bytes: &'a [u8]) -> Result<Model<'a>, FormatError> {
         let got = bytes.len();
         if got < 4 {
@@ -457,20 +462,21 @@ impl<'a> Model<'a> {
             return Err(FormatError::Malformed("tensor_count"));
         }
         let mut required = 0usize;
-        for i in 0..tensor_count {
+        let mut last_key = None;
+        let mut last_extra: Option<&str> = None;
+        for _ in 0..tensor_count {
             let t = read_record(&mut r)?;
-            // Duplicates: compare with every earlier record.
-            let mut prev = Reader {
-                b: body,
-                pos: tensors_off,
-            };
-            for _ in 0..i {
-                let p = read_record(&mut prev)?;
-                if p.name == t.name {
-                    return Err(FormatError::DuplicateTensor(tname(t.name)));
-                }
-            }
+            // Order rules make duplicates impossible and keep this loop O(N).
             if is_extra_name(t.name) {
+                if let Some(l) = last_extra {
+                    if t.name == l {
+                        return Err(FormatError::DuplicateTensor(tname(t.name)));
+                    }
+                    if t.name < l {
+                        return Err(FormatError::TensorOrder(tname(t.name)));
+                    }
+                }
+                last_extra = Some(t.name);
                 continue;
             }
             let id = TensorId::parse(t.name)
@@ -478,6 +484,14 @@ impl<'a> Model<'a> {
             let want = arch
                 .tensor_shape(kind, id)
                 .ok_or_else(|| FormatError::UnexpectedTensor(tname(t.name)))?;
+            let key = id.order_key();
+            if Some(key) == last_key {
+                return Err(FormatError::DuplicateTensor(tname(t.name)));
+            }
+            if Some(key) < last_key {
+                return Err(FormatError::TensorOrder(tname(t.name)));
+            }
+            last_key = Some(key);
             if want != t.dims {
                 return Err(FormatError::ShapeMismatch(tname(t.name)));
             }
@@ -700,12 +714,14 @@ pub fn encoded_len<'t>(
 
 /// Streaming writer: header, then each tensor's header and values, then the CRC. Used when
 /// the tensor values are computed on the fly (e.g. by [`crate::fold`]); otherwise use
-/// [`write_model`].
+/// [`write_model`], which also puts the tensors in order.
 ///
-/// Checks as it goes: the declared counts and total length, tensor names, shapes of
-/// canonical tensors against the architecture, finite values in canonical tensors. It does
-/// not check for missing or duplicate tensors: parse the result with [`Model::parse`] for
-/// a full validation.
+/// Tensors must come in file order: canonical tensors in canonical order
+/// ([`Arch::for_each_tensor`]), `opt.*`/`meta.*` tensors anywhere in between with names
+/// increasing bytewise. Checks as it goes: the declared counts and total length, tensor
+/// names, order (hence no duplicates), shapes of canonical tensors against the
+/// architecture, finite values in canonical tensors. A missing canonical tensor is not
+/// detected here (parse the result with [`Model::parse`] for a full validation).
 pub struct ModelWriter<'s, S: ByteSink + ?Sized> {
     sink: &'s mut S,
     crc: Crc32,
@@ -717,6 +733,8 @@ pub struct ModelWriter<'s, S: ByteSink + ?Sized> {
     values_left: usize,
     check_finite: bool,
     cur: TensorName,
+    last_key: Option<crate::arch::OrderKey>,
+    last_extra: Option<TensorName>,
 }
 
 impl<'s, S: ByteSink + ?Sized> ModelWriter<'s, S> {
@@ -771,6 +789,8 @@ impl<'s, S: ByteSink + ?Sized> ModelWriter<'s, S> {
             values_left: 0,
             check_finite: false,
             cur: TensorName::new(),
+            last_key: None,
+            last_extra: None,
         };
         let (mode, fixed) = match arch.step {
             StepMode::Fixed(c) => (0u32, c),
@@ -854,6 +874,24 @@ impl<'s, S: ByteSink + ?Sized> ModelWriter<'s, S> {
             if want.as_slice() != shape {
                 return Err(FormatError::ShapeMismatch(tname(name)));
             }
+            let key = Some(id.order_key());
+            if key == self.last_key {
+                return Err(FormatError::DuplicateTensor(tname(name)));
+            }
+            if key < self.last_key {
+                return Err(FormatError::TensorOrder(tname(name)));
+            }
+            self.last_key = key;
+        } else {
+            if let Some(l) = &self.last_extra {
+                if name == l.as_str() {
+                    return Err(FormatError::DuplicateTensor(tname(name)));
+                }
+                if name < l.as_str() {
+                    return Err(FormatError::TensorOrder(tname(name)));
+                }
+            }
+            self.last_extra = Some(tname(name));
         }
         self.cur = tname(name);
         self.tensors_left -= 1;
@@ -908,9 +946,13 @@ impl<'s, S: ByteSink + ?Sized> ModelWriter<'s, S> {
     }
 }
 
-/// Writes a complete model: `tensors` yields `(name, shape, values)` and is iterated twice
-/// (once to size the file, once to write it). Returns the number of bytes written.
+/// Writes a complete model. `tensors` yields `(name, shape, values)` in any order; it is
+/// iterated several times (to validate and size the file, then to emit the canonical
+/// tensors in canonical order, then the `opt.*`/`meta.*` tensors sorted by name), so the
+/// cost is O(R·N + M²) name comparisons for R canonical, M extra and N total tensors.
+/// Errors on an unexpected, duplicate, missing, misshaped or non-finite tensor.
 /// `class_names` is empty (unnamed classes) or has exactly `arch.classes` entries.
+/// Returns the number of bytes written.
 pub fn write_model<'t, I, S>(
     arch: &Arch,
     kind: ModelKind,
@@ -922,22 +964,61 @@ where
     I: IntoIterator<Item = (&'t str, &'t [usize], &'t [f32])> + Clone,
     S: ByteSink + ?Sized,
 {
+    arch.validate()?;
     let mut count = 0usize;
+    for (name, shape, data) in tensors.clone() {
+        let rl = record_len(name, shape)?;
+        if data.len() != (rl - 3 - name.len() - 4 * shape.len()) / 4 {
+            return Err(FormatError::WriterState("values.len() != product(shape)"));
+        }
+        if !is_extra_name(name) {
+            let id = TensorId::parse(name)
+                .and_then(|id| arch.tensor_shape(kind, id).map(|d| (id, d)))
+                .ok_or_else(|| FormatError::UnexpectedTensor(tname(name)))?;
+            if id.1.as_slice() != shape {
+                return Err(FormatError::ShapeMismatch(tname(name)));
+            }
+        }
+        count += 1;
+    }
     let total = encoded_len(
         arch,
         class_names,
-        tensors.clone().into_iter().map(|(n, s, _)| {
-            count += 1;
-            (n, s)
-        }),
+        tensors.clone().into_iter().map(|(n, s, _)| (n, s)),
     )?;
     let mut w = ModelWriter::begin(sink, arch, kind, class_names, count, total)?;
-    for (name, shape, data) in tensors {
-        w.begin_tensor(name, shape)?;
-        if data.len() != w.values_left {
-            return Err(FormatError::WriterState("values.len() != product(shape)"));
+    arch.for_each_tensor(kind, |id, _| {
+        let name = id.name();
+        let mut found = None;
+        for t in tensors.clone() {
+            if t.0 == name.as_str() {
+                if found.is_some() {
+                    return Err(FormatError::DuplicateTensor(name));
+                }
+                found = Some(t);
+            }
         }
-        w.write_values(data)?;
+        let (n, s, d) = found.ok_or_else(|| FormatError::MissingTensor(name.clone()))?;
+        w.begin_tensor(n, s)?;
+        w.write_values(d)
+    })?;
+    let mut last: Option<&str> = None;
+    loop {
+        let mut next: Option<(&str, &[usize], &[f32])> = None;
+        for t in tensors.clone() {
+            if !is_extra_name(t.0) || last.is_some_and(|l| t.0 <= l) {
+                continue;
+            }
+            match next {
+                Some(n) if t.0 == n.0 => return Err(FormatError::DuplicateTensor(tname(t.0))),
+                Some(n) if t.0 > n.0 => {}
+                _ => next = Some(t),
+            }
+        }
+        let Some((n, s, d)) = next else { break };
+        w.begin_tensor(n, s)?;
+        w.write_values(d)?;
+        last = Some(n);
     }
     w.finish()
 }

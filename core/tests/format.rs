@@ -10,7 +10,9 @@ use common::Rng;
 use tsc_core::arch::{BlockKind, TensorId};
 use tsc_core::crc32::crc32;
 use tsc_core::fold::fold_to_vec;
-use tsc_core::format::{encoded_len, write_model, FormatError, SliceSink, FIXED_HEADER_LEN};
+use tsc_core::format::{
+    encoded_len, write_model, FormatError, ModelWriter, SliceSink, FIXED_HEADER_LEN,
+};
 use tsc_core::testutil::{encode, random_input, random_tensors, OwnedTensor};
 use tsc_core::{infer, Arch, Model, ModelKind, ShortcutKind, StageSpec, StepMode};
 
@@ -237,18 +239,17 @@ fn tensor_errors_have_specific_variants() {
         FormatError::DuplicateTensor("fc.w".try_into().unwrap())
     );
     assert_eq!(patch(fcb, b"fc\x01b"), FormatError::InvalidTensorName);
-    // meta.* / opt.* renames are fine → the real fc.b is then missing.
+    // Swap the names of two adjacent records: canonical order violated.
+    let beta = data_off("s0.b0.bn1.beta") - 4 - 1 - 4;
+    let mean = data_off("s0.b0.bn1.mean") - 4 - 1 - 4;
     let mut b = good.clone();
-    let fcb_len_off = fcb - 2;
-    // Rename to a 4-byte extra name is impossible ("opt." is 4 bytes: the name would be
-    // "opt." which is valid).
-    b[fcb..fcb + 4].copy_from_slice(b"opt.");
+    b[beta..beta + 4].copy_from_slice(b"mean");
+    b[mean..mean + 4].copy_from_slice(b"beta");
     repair(&mut b);
     assert_eq!(
         Model::parse(&b).unwrap_err(),
-        FormatError::MissingTensor("fc.b".try_into().unwrap())
+        FormatError::TensorOrder("s0.b0.bn1.beta".try_into().unwrap())
     );
-    let _ = fcb_len_off;
     // Stem conv weight [4][3][3][3] → [3][3][3][4]: same size, wrong shape.
     let stem = data_off("stem.conv.w") - 16;
     let mut dims = Vec::new();
@@ -292,13 +293,6 @@ fn tensor_errors_have_specific_variants() {
     ));
 
     // Writer-side checks.
-    let mut t2 = tensors.clone();
-    t2.retain(|t| t.name != "s2.b0.ctl.fc_out.b");
-    let b = encode(&arch, ModelKind::Checkpoint, &t2);
-    assert_eq!(
-        Model::parse(&b).unwrap_err(),
-        FormatError::MissingTensor("s2.b0.ctl.fc_out.b".try_into().unwrap())
-    );
     let write = |t: &[OwnedTensor]| {
         write_model(
             &arch,
@@ -309,6 +303,56 @@ fn tensor_errors_have_specific_variants() {
             &mut Vec::new(),
         )
     };
+    let mut t2 = tensors.clone();
+    t2.retain(|t| t.name != "s2.b0.ctl.fc_out.b");
+    assert_eq!(
+        write(&t2).unwrap_err(),
+        FormatError::MissingTensor("s2.b0.ctl.fc_out.b".try_into().unwrap())
+    );
+    // The streaming writer does not notice a missing tensor; the parser does.
+    let canon = random_tensors(&arch, ModelKind::Checkpoint, 9);
+    let kept: Vec<&OwnedTensor> = canon.iter().filter(|t| t.name != "s1.b0.proj.w").collect();
+    let total = encoded_len(
+        &arch,
+        &[],
+        kept.iter().map(|t| (t.name.as_str(), t.shape.as_slice())),
+    )
+    .unwrap();
+    let mut b = Vec::new();
+    let mut w =
+        ModelWriter::begin(&mut b, &arch, ModelKind::Checkpoint, &[], kept.len(), total).unwrap();
+    for t in &kept {
+        w.begin_tensor(&t.name, &t.shape).unwrap();
+        w.write_values(&t.data).unwrap();
+    }
+    w.finish().unwrap();
+    assert_eq!(
+        Model::parse(&b).unwrap_err(),
+        FormatError::MissingTensor("s1.b0.proj.w".try_into().unwrap())
+    );
+    // Streaming writer order and duplicate checks.
+    let mut b = Vec::new();
+    let mut w = ModelWriter::begin(&mut b, &arch, ModelKind::Checkpoint, &[], 3, total).unwrap();
+    w.begin_tensor(&canon[1].name, &canon[1].shape).unwrap();
+    w.write_values(&canon[1].data).unwrap();
+    assert!(matches!(
+        w.begin_tensor(&canon[1].name, &canon[1].shape),
+        Err(FormatError::DuplicateTensor(_))
+    ));
+    assert!(matches!(
+        w.begin_tensor(&canon[0].name, &canon[0].shape),
+        Err(FormatError::TensorOrder(_))
+    ));
+    let mut t7 = tensors.clone();
+    t7.push(t7[3].clone());
+    assert!(matches!(write(&t7), Err(FormatError::DuplicateTensor(_))));
+    let mut t8 = tensors.clone();
+    t8.push(OwnedTensor {
+        name: "meta.epoch".into(),
+        shape: vec![],
+        data: vec![1.0],
+    });
+    assert!(matches!(write(&t8), Err(FormatError::DuplicateTensor(_))));
     let mut t3 = tensors.clone();
     t3[0].data[0] = f32::INFINITY;
     assert!(matches!(write(&t3), Err(FormatError::NonFinite(_))));
@@ -471,4 +515,47 @@ fn mutation_test_never_panics() {
     );
     // Beyond the checksum: structural checks must fire too.
     assert!(kinds.len() >= 8, "{kinds:?}");
+}
+
+#[test]
+fn parse_is_linear_in_the_number_of_records() {
+    // 200k extra scalar records (sorted names): a quadratic duplicate check would take
+    // minutes; the order rule makes it one pass.
+    let arch = small_arch(StepMode::Fixed(1.0));
+    let canon = random_tensors(&arch, ModelKind::Checkpoint, 1);
+    let n_extra = 200_000usize;
+    let names: Vec<String> = (0..n_extra).map(|i| format!("meta.{i:07}")).collect();
+    let mut items: Vec<(&str, &[usize])> = canon
+        .iter()
+        .map(|t| (t.name.as_str(), t.shape.as_slice()))
+        .collect();
+    items.extend(names.iter().map(|n| (n.as_str(), &[][..])));
+    let total = encoded_len(&arch, &[], items.iter().copied()).unwrap();
+    let mut b = Vec::new();
+    let mut w = ModelWriter::begin(
+        &mut b,
+        &arch,
+        ModelKind::Checkpoint,
+        &[],
+        items.len(),
+        total,
+    )
+    .unwrap();
+    for t in &canon {
+        w.begin_tensor(&t.name, &t.shape).unwrap();
+        w.write_values(&t.data).unwrap();
+    }
+    for n in &names {
+        w.begin_tensor(n, &[]).unwrap();
+        w.write_value(1.0).unwrap();
+    }
+    w.finish().unwrap();
+    let t = std::time::Instant::now();
+    let m = Model::parse(&b).unwrap();
+    assert_eq!(m.tensor_count(), canon.len() + n_extra);
+    assert!(
+        t.elapsed().as_secs_f64() < 2.0,
+        "parse took {:?}",
+        t.elapsed()
+    );
 }
