@@ -3,7 +3,16 @@
 pub mod context;
 pub mod kernel;
 pub mod tensor;
+// Non-convolution kernels (norm, elementwise, pooling, head, loss, optimizer, reductions).
+pub mod elementwise;
+pub mod linear;
+pub mod loss;
+pub mod norm;
+pub mod optim;
+pub mod pool;
+pub mod reduce;
 
 pub use context::{list_adapters, Gpu};
 pub use kernel::{grid_1d, specialize, Dispatch, Kernel, Recorder, Slot};
 pub use tensor::{BufferPool, Tensor};
+pub use reduce::Op;

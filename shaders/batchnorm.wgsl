@@ -1,0 +1,211 @@
+// BatchNorm over NHWC activations viewed as a [rows][C] matrix (rows = N·H·W).
+// Host side and API: trainer/src/gpu/norm.rs. Reference: trainer/src/reference/ops.rs.
+//
+// Per-channel reductions are two-stage and deterministic: `*_partial` gives one invocation per
+// (row chunk, channel) that sums its chunk sequentially (no barriers, lanes read consecutive
+// channels), `*_finalize` sums the chunks of one channel in order.
+// Training statistics use shifted sums around K = x[row 0][c], which keeps Σ(x−K)² − (Σ(x−K))²/n
+// free of cancellation when |mean| ≫ std.
+//
+// MODE (template constant):
+//   apply:        0 = plain, 1 = ReLU, 2 = residual: ReLU(shortcut + dt[c] · bn(x))
+//   bwd_partial / bwd_apply: 0 = plain, 1 = ReLU mask from y, 2 = residual (mask + dt)
+//   bwd_finalize: 0 = plain, 2 = residual (dt scales, dΔt written)
+struct P {
+    rows: u32,
+    C: u32,
+    chunk: u32,
+    nchunks: u32,
+    eps: f32,
+    momentum: f32,
+    total: u32,
+    _pad: u32,
+}
+const WG: u32 = 64u;
+const MODE: u32 = {{MODE}}u;
+
+//#entry stats_partial
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> part: array<f32>;
+@group(0) @binding(2) var<uniform> p: P;
+@compute @workgroup_size(64)
+fn stats_partial(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+    let i = g.x + g.y * nw.x * WG;
+    if (i >= p.nchunks * p.C) { return; }
+    let c = i % p.C;
+    let k = i / p.C;
+    let shift = x[c];
+    let r0 = k * p.chunk;
+    let r1 = min(r0 + p.chunk, p.rows);
+    var s1 = 0.0;
+    var s2 = 0.0;
+    for (var r = r0; r < r1; r++) {
+        let d = x[r * p.C + c] - shift;
+        s1 += d;
+        s2 += d * d;
+    }
+    part[k * 2u * p.C + c] = s1;
+    part[k * 2u * p.C + p.C + c] = s2;
+}
+
+//#entry stats_finalize
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> part: array<f32>;
+@group(0) @binding(2) var<storage, read> gamma: array<f32>;
+@group(0) @binding(3) var<storage, read> beta: array<f32>;
+@group(0) @binding(4) var<storage, read_write> running_mean: array<f32>;
+@group(0) @binding(5) var<storage, read_write> running_var: array<f32>;
+@group(0) @binding(6) var<storage, read_write> saved_mean: array<f32>;
+@group(0) @binding(7) var<storage, read_write> saved_invstd: array<f32>;
+@group(0) @binding(8) var<storage, read_write> affine: array<f32>;
+@group(0) @binding(9) var<uniform> p: P;
+@compute @workgroup_size(64)
+fn stats_finalize(@builtin(global_invocation_id) g: vec3<u32>) {
+    let c = g.x;
+    if (c >= p.C) { return; }
+    var s1 = 0.0;
+    var s2 = 0.0;
+    for (var k = 0u; k < p.nchunks; k++) {
+        s1 += part[k * 2u * p.C + c];
+        s2 += part[k * 2u * p.C + p.C + c];
+    }
+    let n = f32(p.rows);
+    let m1 = s1 / n;
+    let mean = x[c] + m1;
+    let v = max(s2 / n - m1 * m1, 0.0);
+    let invstd = 1.0 / sqrt(v + p.eps);
+    saved_mean[c] = mean;
+    saved_invstd[c] = invstd;
+    let unbiased = v * n / max(n - 1.0, 1.0);
+    let m = p.momentum;
+    running_mean[c] = (1.0 - m) * running_mean[c] + m * mean;
+    running_var[c] = (1.0 - m) * running_var[c] + m * unbiased;
+    let scale = gamma[c] * invstd;
+    affine[c] = scale;
+    affine[p.C + c] = beta[c] - mean * scale;
+}
+
+//#entry infer_affine
+@group(0) @binding(0) var<storage, read> gamma: array<f32>;
+@group(0) @binding(1) var<storage, read> beta: array<f32>;
+@group(0) @binding(2) var<storage, read> running_mean: array<f32>;
+@group(0) @binding(3) var<storage, read> running_var: array<f32>;
+@group(0) @binding(4) var<storage, read_write> affine: array<f32>;
+@group(0) @binding(5) var<uniform> p: P;
+@compute @workgroup_size(64)
+fn infer_affine(@builtin(global_invocation_id) g: vec3<u32>) {
+    let c = g.x;
+    if (c >= p.C) { return; }
+    let scale = gamma[c] / sqrt(running_var[c] + p.eps);
+    affine[c] = scale;
+    affine[p.C + c] = beta[c] - running_mean[c] * scale;
+}
+
+//#entry apply
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> affine: array<f32>;
+@group(0) @binding(2) var<storage, read> dt: array<f32>;
+@group(0) @binding(3) var<storage, read> shortcut: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<uniform> p: P;
+@compute @workgroup_size(64)
+fn apply(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+    let i = g.x + g.y * nw.x * WG;
+    if (i >= p.total) { return; }
+    let c = i % p.C;
+    var v = x[i] * affine[c] + affine[p.C + c];
+    if (MODE == 2u) {
+        v = shortcut[i] + dt[c] * v;
+    }
+    if (MODE >= 1u) {
+        v = max(v, 0.0);
+    }
+    y[i] = v;
+}
+
+//#entry bwd_partial
+@group(0) @binding(0) var<storage, read> dy: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> saved_mean: array<f32>;
+@group(0) @binding(3) var<storage, read> saved_invstd: array<f32>;
+@group(0) @binding(4) var<storage, read> ymask: array<f32>;
+@group(0) @binding(5) var<storage, read_write> part: array<f32>;
+@group(0) @binding(6) var<uniform> p: P;
+@compute @workgroup_size(64)
+fn bwd_partial(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+    let i = g.x + g.y * nw.x * WG;
+    if (i >= p.nchunks * p.C) { return; }
+    let c = i % p.C;
+    let k = i / p.C;
+    let mean = saved_mean[c];
+    let inv = saved_invstd[c];
+    let r0 = k * p.chunk;
+    let r1 = min(r0 + p.chunk, p.rows);
+    var s1 = 0.0;
+    var s2 = 0.0;
+    for (var r = r0; r < r1; r++) {
+        let j = r * p.C + c;
+        var gv = dy[j];
+        if (MODE >= 1u && ymask[j] <= 0.0) { gv = 0.0; }
+        s1 += gv;
+        s2 += gv * (x[j] - mean) * inv;
+    }
+    part[k * 2u * p.C + c] = s1;
+    part[k * 2u * p.C + p.C + c] = s2;
+}
+
+//#entry bwd_finalize
+@group(0) @binding(0) var<storage, read> part: array<f32>;
+@group(0) @binding(1) var<storage, read> gamma: array<f32>;
+@group(0) @binding(2) var<storage, read> beta: array<f32>;
+@group(0) @binding(3) var<storage, read> dt: array<f32>;
+@group(0) @binding(4) var<storage, read> saved_invstd: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dgamma: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dbeta: array<f32>;
+@group(0) @binding(7) var<storage, read_write> ddt: array<f32>;
+@group(0) @binding(8) var<storage, read_write> coef: array<f32>;
+@group(0) @binding(9) var<uniform> p: P;
+@compute @workgroup_size(64)
+fn bwd_finalize(@builtin(global_invocation_id) g: vec3<u32>) {
+    let c = g.x;
+    if (c >= p.C) { return; }
+    var sg = 0.0;
+    var sgx = 0.0;
+    for (var k = 0u; k < p.nchunks; k++) {
+        sg += part[k * 2u * p.C + c];
+        sgx += part[k * 2u * p.C + p.C + c];
+    }
+    var d = 1.0;
+    if (MODE == 2u) {
+        d = dt[c];
+        ddt[c] = gamma[c] * sgx + beta[c] * sg;
+    }
+    dbeta[c] = d * sg;
+    dgamma[c] = d * sgx;
+    let n = f32(p.rows);
+    coef[c] = gamma[c] * saved_invstd[c] * d;
+    coef[p.C + c] = sg / n;
+    coef[2u * p.C + c] = sgx / n;
+}
+
+//#entry bwd_apply
+@group(0) @binding(0) var<storage, read> dy: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> saved_mean: array<f32>;
+@group(0) @binding(3) var<storage, read> saved_invstd: array<f32>;
+@group(0) @binding(4) var<storage, read> ymask: array<f32>;
+@group(0) @binding(5) var<storage, read> coef: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dres: array<f32>;
+@group(0) @binding(8) var<uniform> p: P;
+@compute @workgroup_size(64)
+fn bwd_apply(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+    let i = g.x + g.y * nw.x * WG;
+    if (i >= p.total) { return; }
+    let c = i % p.C;
+    var gv = dy[i];
+    if (MODE >= 1u && ymask[i] <= 0.0) { gv = 0.0; }
+    if (MODE == 2u) { dres[i] = gv; }
+    let xhat = (x[i] - saved_mean[c]) * saved_invstd[c];
+    dx[i] = coef[c] * (gv - coef[p.C + c] - xhat * coef[2u * p.C + c]);
+}

@@ -1,0 +1,58 @@
+// Elementwise kernels over flat f32 tensors: ReLU forward/backward, add, in-place accumulate.
+// Host side: trainer/src/gpu/elementwise.rs. One invocation per element; 1-D grids folded by
+// `grid_1d` (index = gid.x + gid.y · nwg.x · WG).
+struct P {
+    total: u32,
+    C: u32,
+    _a: u32,
+    _b: u32,
+}
+const WG: u32 = 64u;
+const MODE: u32 = {{MODE}}u;
+
+//#entry relu_fwd
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<uniform> p: P;
+@compute @workgroup_size(64)
+fn relu_fwd(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+    let i = g.x + g.y * nw.x * WG;
+    if (i >= p.total) { return; }
+    y[i] = max(x[i], 0.0);
+}
+
+//#entry relu_bwd
+// dx = dy · [y > 0], with y the forward output.
+@group(0) @binding(0) var<storage, read> dy: array<f32>;
+@group(0) @binding(1) var<storage, read> y: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(3) var<uniform> p: P;
+@compute @workgroup_size(64)
+fn relu_bwd(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+    let i = g.x + g.y * nw.x * WG;
+    if (i >= p.total) { return; }
+    dx[i] = select(0.0, dy[i], y[i] > 0.0);
+}
+
+//#entry add
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read_write> z: array<f32>;
+@group(0) @binding(3) var<uniform> p: P;
+@compute @workgroup_size(64)
+fn add(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+    let i = g.x + g.y * nw.x * WG;
+    if (i >= p.total) { return; }
+    z[i] = a[i] + b[i];
+}
+
+//#entry add_inplace
+@group(0) @binding(0) var<storage, read> b: array<f32>;
+@group(0) @binding(1) var<storage, read_write> acc: array<f32>;
+@group(0) @binding(2) var<uniform> p: P;
+@compute @workgroup_size(64)
+fn add_inplace(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+    let i = g.x + g.y * nw.x * WG;
+    if (i >= p.total) { return; }
+    acc[i] = acc[i] + b[i];
+}

@@ -1,0 +1,65 @@
+// Option-A shortcut (docs/DESIGN.md): y[n, yo, xo, c] = x[n, 2·yo, 2·xo, c] for c < C_in, else 0.
+// Input [N][H][W][C_in], output [N][Ho][Wo][C_out] with Ho = ⌈H/2⌉, Wo = ⌈W/2⌉, C_out ≥ C_in.
+// Backward scatters dy back onto the even rows/columns; MODE 1 accumulates into dx (the block
+// input's gradient already holds conv1's contribution), MODE 0 overwrites.
+// Host side: trainer/src/gpu/elementwise.rs.
+struct P {
+    n: u32,
+    h: u32,
+    w: u32,
+    cin: u32,
+    ho: u32,
+    wo: u32,
+    cout: u32,
+    total: u32,
+}
+const WG: u32 = 64u;
+const MODE: u32 = {{MODE}}u;
+
+//#entry fwd
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<uniform> p: P;
+@compute @workgroup_size(64)
+fn fwd(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+    let i = g.x + g.y * nw.x * WG;
+    if (i >= p.total) { return; }
+    let c = i % p.cout;
+    var t = i / p.cout;
+    let xo = t % p.wo;
+    t = t / p.wo;
+    let yo = t % p.ho;
+    let n = t / p.ho;
+    var v = 0.0;
+    if (c < p.cin) {
+        v = x[((n * p.h + 2u * yo) * p.w + 2u * xo) * p.cin + c];
+    }
+    y[i] = v;
+}
+
+//#entry bwd
+@group(0) @binding(0) var<storage, read> dy: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(2) var<uniform> p: P;
+@compute @workgroup_size(64)
+fn bwd(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+    // One invocation per input element.
+    let i = g.x + g.y * nw.x * WG;
+    let total_in = p.n * p.h * p.w * p.cin;
+    if (i >= total_in) { return; }
+    let c = i % p.cin;
+    var t = i / p.cin;
+    let xi = t % p.w;
+    t = t / p.w;
+    let yi = t % p.h;
+    let n = t / p.h;
+    var v = 0.0;
+    if ((xi & 1u) == 0u && (yi & 1u) == 0u) {
+        v = dy[((n * p.ho + yi / 2u) * p.wo + xi / 2u) * p.cout + c];
+    }
+    if (MODE == 1u) {
+        dx[i] = dx[i] + v;
+    } else {
+        dx[i] = v;
+    }
+}

@@ -1,0 +1,367 @@
+//! f64 references of the non-convolution kernels (`crate::gpu::{norm, elementwise, pool,
+//! linear, loss, optim, reduce}`), forward next to backward. Activations are NHWC, viewed as
+//! `[rows][c]` with `rows = N·H·W` where only the channel matters.
+
+/// BatchNorm ε and momentum (docs/DESIGN.md).
+pub const BN_EPS: f64 = 1e-5;
+pub const BN_MOMENTUM: f64 = 0.1;
+
+/// Per-channel batch statistics of `x` `[rows][c]`: (mean, biased variance).
+pub fn bn_stats(x: &[f64], c: usize) -> (Vec<f64>, Vec<f64>) {
+    let rows = x.len() / c;
+    let mut mean = vec![0.0; c];
+    for r in 0..rows {
+        for j in 0..c {
+            mean[j] += x[r * c + j];
+        }
+    }
+    mean.iter_mut().for_each(|m| *m /= rows as f64);
+    let mut var = vec![0.0; c];
+    for r in 0..rows {
+        for j in 0..c {
+            let d = x[r * c + j] - mean[j];
+            var[j] += d * d;
+        }
+    }
+    var.iter_mut().for_each(|v| *v /= rows as f64);
+    (mean, var)
+}
+
+/// What the training forward saves: `y`, batch mean, `invstd = 1/sqrt(var + ε)`, biased var.
+pub struct BnTrainOut {
+    pub y: Vec<f64>,
+    pub mean: Vec<f64>,
+    pub invstd: Vec<f64>,
+    pub var: Vec<f64>,
+}
+
+/// Training-mode BatchNorm: `y = γ·(x − mean)·invstd + β` with the batch statistics.
+pub fn bn_train_forward(x: &[f64], c: usize, gamma: &[f64], beta: &[f64]) -> BnTrainOut {
+    let (mean, var) = bn_stats(x, c);
+    let invstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + BN_EPS).sqrt()).collect();
+    let y = x
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let j = i % c;
+            gamma[j] * (v - mean[j]) * invstd[j] + beta[j]
+        })
+        .collect();
+    BnTrainOut {
+        y,
+        mean,
+        invstd,
+        var,
+    }
+}
+
+/// Running-statistics update: `running = (1 − m)·running + m·batch`, unbiased variance.
+pub fn bn_running_update(
+    running_mean: &mut [f64],
+    running_var: &mut [f64],
+    mean: &[f64],
+    var_biased: &[f64],
+    rows: usize,
+) {
+    let n = rows as f64;
+    for j in 0..mean.len() {
+        let unbiased = var_biased[j] * n / (n - 1.0).max(1.0);
+        running_mean[j] = (1.0 - BN_MOMENTUM) * running_mean[j] + BN_MOMENTUM * mean[j];
+        running_var[j] = (1.0 - BN_MOMENTUM) * running_var[j] + BN_MOMENTUM * unbiased;
+    }
+}
+
+/// Inference-mode BatchNorm with running statistics.
+pub fn bn_infer_forward(
+    x: &[f64],
+    c: usize,
+    gamma: &[f64],
+    beta: &[f64],
+    running_mean: &[f64],
+    running_var: &[f64],
+) -> Vec<f64> {
+    x.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let j = i % c;
+            gamma[j] * (v - running_mean[j]) / (running_var[j] + BN_EPS).sqrt() + beta[j]
+        })
+        .collect()
+}
+
+/// Backward of the training forward: `(dx, dγ, dβ)`.
+pub fn bn_backward(
+    dy: &[f64],
+    x: &[f64],
+    c: usize,
+    gamma: &[f64],
+    mean: &[f64],
+    invstd: &[f64],
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let rows = x.len() / c;
+    let n = rows as f64;
+    let mut dgamma = vec![0.0; c];
+    let mut dbeta = vec![0.0; c];
+    for i in 0..x.len() {
+        let j = i % c;
+        let xhat = (x[i] - mean[j]) * invstd[j];
+        dbeta[j] += dy[i];
+        dgamma[j] += dy[i] * xhat;
+    }
+    let dx = (0..x.len())
+        .map(|i| {
+            let j = i % c;
+            let xhat = (x[i] - mean[j]) * invstd[j];
+            gamma[j] * invstd[j] / n * (n * dy[i] - dbeta[j] - xhat * dgamma[j])
+        })
+        .collect();
+    (dx, dgamma, dbeta)
+}
+
+/// `max(x, 0)`.
+pub fn relu_forward(x: &[f64]) -> Vec<f64> {
+    x.iter().map(|&v| v.max(0.0)).collect()
+}
+
+/// `dy · [y > 0]`.
+pub fn relu_backward(dy: &[f64], y: &[f64]) -> Vec<f64> {
+    dy.iter()
+        .zip(y)
+        .map(|(&d, &v)| if v > 0.0 { d } else { 0.0 })
+        .collect()
+}
+
+/// `a + b` (its backward passes `dy` to both inputs).
+pub fn add(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).map(|(x, y)| x + y).collect()
+}
+
+/// `y = F ⊗ Δt` per channel.
+pub fn step_scale_forward(f: &[f64], dt: &[f64]) -> Vec<f64> {
+    let c = dt.len();
+    f.iter().enumerate().map(|(i, &v)| v * dt[i % c]).collect()
+}
+
+/// `(dF, dΔt)` with `dF = dy·Δt`, `dΔt[c] = Σ dy·F`.
+pub fn step_scale_backward(dy: &[f64], f: &[f64], dt: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let c = dt.len();
+    let mut ddt = vec![0.0; c];
+    let df = (0..dy.len())
+        .map(|i| {
+            ddt[i % c] += dy[i] * f[i];
+            dy[i] * dt[i % c]
+        })
+        .collect();
+    (df, ddt)
+}
+
+/// Option-A shortcut: `x` `[n][h][w][cin]` → `[n][⌈h/2⌉][⌈w/2⌉][cout]`.
+pub fn shortcut_a_forward(
+    x: &[f64],
+    n: usize,
+    h: usize,
+    w: usize,
+    cin: usize,
+    cout: usize,
+) -> Vec<f64> {
+    let (ho, wo) = (h.div_ceil(2), w.div_ceil(2));
+    let mut y = vec![0.0; n * ho * wo * cout];
+    for b in 0..n {
+        for yo in 0..ho {
+            for xo in 0..wo {
+                for c in 0..cin {
+                    y[((b * ho + yo) * wo + xo) * cout + c] =
+                        x[((b * h + 2 * yo) * w + 2 * xo) * cin + c];
+                }
+            }
+        }
+    }
+    y
+}
+
+/// Backward of [`shortcut_a_forward`]: `dx` shaped like `x`.
+pub fn shortcut_a_backward(
+    dy: &[f64],
+    n: usize,
+    h: usize,
+    w: usize,
+    cin: usize,
+    cout: usize,
+) -> Vec<f64> {
+    let (ho, wo) = (h.div_ceil(2), w.div_ceil(2));
+    let mut dx = vec![0.0; n * h * w * cin];
+    for b in 0..n {
+        for yo in 0..ho {
+            for xo in 0..wo {
+                for c in 0..cin {
+                    dx[((b * h + 2 * yo) * w + 2 * xo) * cin + c] +=
+                        dy[((b * ho + yo) * wo + xo) * cout + c];
+                }
+            }
+        }
+    }
+    dx
+}
+
+/// Block tail `ReLU(shortcut + Δt ⊗ BN(x))` (what `norm::Epilogue::ResidualRelu` fuses),
+/// composed from the references above. Returns `(y, bn output F, BN saved state)`.
+pub fn residual_tail_forward(
+    x: &[f64],
+    shortcut: &[f64],
+    dt: &[f64],
+    gamma: &[f64],
+    beta: &[f64],
+) -> (Vec<f64>, Vec<f64>, BnTrainOut) {
+    let c = dt.len();
+    let bn = bn_train_forward(x, c, gamma, beta);
+    let f = bn.y.clone();
+    let y = relu_forward(&add(shortcut, &step_scale_forward(&f, dt)));
+    (y, f, bn)
+}
+
+/// Backward of [`residual_tail_forward`]: `(dx, dγ, dβ, dΔt, dshortcut)`.
+#[allow(clippy::type_complexity)]
+pub fn residual_tail_backward(
+    dy: &[f64],
+    y: &[f64],
+    x: &[f64],
+    f: &[f64],
+    dt: &[f64],
+    gamma: &[f64],
+    bn: &BnTrainOut,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+    let c = dt.len();
+    let g = relu_backward(dy, y);
+    let (df, ddt) = step_scale_backward(&g, f, dt);
+    let (dx, dgamma, dbeta) = bn_backward(&df, x, c, gamma, &bn.mean, &bn.invstd);
+    (dx, dgamma, dbeta, ddt, g)
+}
+
+/// Global average pool `[n][hw][c]` → `[n][c]`.
+pub fn gap_forward(x: &[f64], n: usize, hw: usize, c: usize) -> Vec<f64> {
+    let mut y = vec![0.0; n * c];
+    for b in 0..n {
+        for s in 0..hw {
+            for j in 0..c {
+                y[b * c + j] += x[(b * hw + s) * c + j] / hw as f64;
+            }
+        }
+    }
+    y
+}
+
+/// Backward of [`gap_forward`].
+pub fn gap_backward(dy: &[f64], n: usize, hw: usize, c: usize) -> Vec<f64> {
+    let mut dx = vec![0.0; n * hw * c];
+    for b in 0..n {
+        for s in 0..hw {
+            for j in 0..c {
+                dx[(b * hw + s) * c + j] = dy[b * c + j] / hw as f64;
+            }
+        }
+    }
+    dx
+}
+
+/// `y = x · Wᵀ + b`, x `[n][fin]`, W `[fout][fin]`.
+pub fn linear_forward(
+    x: &[f64],
+    w: &[f64],
+    b: &[f64],
+    n: usize,
+    fin: usize,
+    fout: usize,
+) -> Vec<f64> {
+    let mut y = vec![0.0; n * fout];
+    for i in 0..n {
+        for o in 0..fout {
+            y[i * fout + o] = b[o]
+                + (0..fin)
+                    .map(|k| x[i * fin + k] * w[o * fin + k])
+                    .sum::<f64>();
+        }
+    }
+    y
+}
+
+/// Backward of [`linear_forward`]: `(dx, dW, db)`.
+pub fn linear_backward(
+    dy: &[f64],
+    x: &[f64],
+    w: &[f64],
+    n: usize,
+    fin: usize,
+    fout: usize,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let mut dx = vec![0.0; n * fin];
+    let mut dw = vec![0.0; fout * fin];
+    let mut db = vec![0.0; fout];
+    for i in 0..n {
+        for o in 0..fout {
+            let d = dy[i * fout + o];
+            db[o] += d;
+            for k in 0..fin {
+                dx[i * fin + k] += d * w[o * fin + k];
+                dw[o * fin + k] += d * x[i * fin + k];
+            }
+        }
+    }
+    (dx, dw, db)
+}
+
+/// Softmax cross-entropy of logits `[n][k]`: `(mean loss, dlogits of the mean loss, #correct)`;
+/// top-1 ties go to the lowest index.
+pub fn softmax_ce(logits: &[f64], labels: &[u32], k: usize) -> (f64, Vec<f64>, u32) {
+    let n = labels.len();
+    let mut loss = 0.0;
+    let mut correct = 0;
+    let mut d = vec![0.0; n * k];
+    for i in 0..n {
+        let z = &logits[i * k..(i + 1) * k];
+        let mut arg = 0;
+        for j in 1..k {
+            if z[j] > z[arg] {
+                arg = j;
+            }
+        }
+        let m = z[arg];
+        let s: f64 = z.iter().map(|v| (v - m).exp()).sum();
+        let l = labels[i] as usize;
+        loss += s.ln() + m - z[l];
+        if arg == l {
+            correct += 1;
+        }
+        for j in 0..k {
+            let p = (z[j] - m).exp() / s;
+            d[i * k + j] = (p - if j == l { 1.0 } else { 0.0 }) / n as f64;
+        }
+    }
+    (loss / n as f64, d, correct)
+}
+
+/// One SGD step in place (PyTorch): `g = grad + wd·w; v = μ·v + g;
+/// w -= lr·(g + μ·v)` (Nesterov) or `w -= lr·v`.
+pub fn sgd_step(
+    w: &mut [f64],
+    grad: &[f64],
+    v: &mut [f64],
+    lr: f64,
+    mu: f64,
+    wd: f64,
+    nesterov: bool,
+) {
+    for i in 0..w.len() {
+        let g = grad[i] + wd * w[i];
+        v[i] = mu * v[i] + g;
+        w[i] -= lr * if nesterov { g + mu * v[i] } else { v[i] };
+    }
+}
+
+/// Per-column sums of `[rows][c]`, optionally of the product with `b`.
+pub fn column_sum(a: &[f64], b: Option<&[f64]>, c: usize) -> Vec<f64> {
+    let mut out = vec![0.0; c];
+    for i in 0..a.len() {
+        out[i % c] += a[i] * b.map_or(1.0, |b| b[i]);
+    }
+    out
+}

@@ -1,0 +1,689 @@
+//! The non-convolution kernels against their f64 references (`reference::ops`), and each
+//! backward against central finite differences of the reference. Every run draws fresh inputs;
+//! the seed is printed (set `OPS_SEED` to replay one).
+
+use std::sync::OnceLock;
+use tsc_trainer::gpu::norm::{self, BnGrad, BnShape, Epilogue};
+use tsc_trainer::gpu::{elementwise as ew, linear, loss, optim, pool, reduce, Gpu, Tensor};
+use tsc_trainer::reference::ops as r;
+use tsc_trainer::rng::Rng;
+
+fn gpu() -> &'static Gpu {
+    static G: OnceLock<Gpu> = OnceLock::new();
+    G.get_or_init(|| Gpu::new(None).expect("a GPU adapter (lavapipe in CI)"))
+}
+
+fn rng(test: &str) -> Rng {
+    let seed = std::env::var("OPS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    println!("{test}: seed {seed} (OPS_SEED={seed} replays)");
+    Rng::new(seed)
+}
+
+fn randn(rng: &mut Rng, n: usize, mean: f64, std: f64) -> Vec<f64> {
+    (0..n).map(|_| mean + std * rng.normal() as f64).collect()
+}
+fn f32s(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+/// The f32 values widened back, so references see exactly what the GPU sees.
+fn rounded(v: &[f64]) -> Vec<f64> {
+    v.iter().map(|&x| x as f32 as f64).collect()
+}
+fn up(v: &[f64], shape: &[usize]) -> Tensor {
+    gpu().upload(&f32s(v), shape)
+}
+/// A NaN-poisoned output tensor.
+fn out(shape: &[usize]) -> Tensor {
+    let t = gpu().zeros(shape);
+    gpu().fill(&t, f32::NAN);
+    t
+}
+fn down(t: &Tensor) -> Vec<f32> {
+    gpu().download(t).unwrap()
+}
+
+/// max |got − want| / max |want| (NaN counts as infinitely wrong).
+fn rel_err(got: &[f32], want: &[f64]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-12);
+    got.iter().zip(want).fold(0.0f64, |m, (&g, &w)| {
+        let d = (g as f64 - w).abs();
+        if d.is_nan() {
+            f64::INFINITY
+        } else {
+            m.max(d / scale)
+        }
+    })
+}
+fn rel_err64(got: &[f64], want: &[f64]) -> f64 {
+    rel_err(&got.iter().map(|&v| v as f32).collect::<Vec<_>>(), want).max({
+        let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-12);
+        got.iter()
+            .zip(want)
+            .fold(0.0f64, |m, (g, w)| m.max((g - w).abs() / scale))
+    })
+}
+fn check(name: &str, got: &[f32], want: &[f64], tol: f64) {
+    let e = rel_err(got, want);
+    println!("  {name}: rel err {e:.3e} (tol {tol:.0e})");
+    assert!(e <= tol, "{name}: relative error {e:.3e} > {tol:.0e}");
+}
+
+/// Central finite differences of `f` at `x`.
+fn fd(f: &dyn Fn(&[f64]) -> f64, x: &[f64]) -> Vec<f64> {
+    let mut xp = x.to_vec();
+    (0..x.len())
+        .map(|i| {
+            let h = 1e-6 * x[i].abs().max(1.0);
+            xp[i] = x[i] + h;
+            let a = f(&xp);
+            xp[i] = x[i] - h;
+            let b = f(&xp);
+            xp[i] = x[i];
+            (a - b) / (2.0 * h)
+        })
+        .collect()
+}
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+/// Reference analytic gradient vs finite differences, and the GPU gradient vs both.
+fn check_grad(name: &str, gpu_g: &[f32], analytic: &[f64], numeric: &[f64], tol_gpu: f64) {
+    let e_fd = rel_err64(analytic, numeric);
+    println!("  {name}: reference vs finite differences {e_fd:.3e}");
+    assert!(
+        e_fd <= 1e-6,
+        "{name}: reference backward disagrees with finite differences: {e_fd:.3e}"
+    );
+    let e_gpu_fd = rel_err(gpu_g, numeric);
+    println!("  {name}: GPU vs finite differences {e_gpu_fd:.3e}");
+    assert!(
+        e_gpu_fd <= tol_gpu + 1e-6,
+        "{name}: GPU vs finite differences {e_gpu_fd:.3e}"
+    );
+    check(
+        &format!("{name} GPU vs reference"),
+        gpu_g,
+        analytic,
+        tol_gpu,
+    );
+}
+
+const SHAPES: &[(usize, usize, usize, usize)] =
+    &[(1, 7, 7, 3), (3, 9, 9, 5), (3, 7, 9, 17), (1, 9, 7, 5)];
+
+#[test]
+fn every_shader_compiles() {
+    let g = gpu();
+    let tables: &[&[reduce::KernelSpec]] = &[
+        norm::KERNELS,
+        ew::KERNELS,
+        ew::STEP_KERNELS,
+        ew::SHORTCUT_KERNELS,
+        pool::KERNELS,
+        linear::KERNELS,
+        loss::KERNELS,
+        optim::KERNELS,
+        reduce::KERNELS,
+    ];
+    let mut n = 0;
+    for t in tables {
+        for spec in *t {
+            for &m in spec.modes {
+                reduce::compile(g, spec, m)
+                    .unwrap_or_else(|e| panic!("{}/{} mode {m}: {e:#}", spec.file, spec.entry));
+                n += 1;
+            }
+        }
+    }
+    println!("{n} kernel variants compiled");
+}
+
+#[test]
+fn batchnorm_forward_train_and_infer() {
+    let mut rng = rng("batchnorm_forward");
+    let g = gpu();
+    for &(n, h, w, c) in SHAPES {
+        let s = BnShape::nhwc(n, h, w, c);
+        println!("shape n{n} h{h} w{w} c{c}");
+        // A large common offset checks the statistics for cancellation.
+        let x = rounded(&randn(&mut rng, s.len(), 3.0, 2.0));
+        let gamma = rounded(&randn(&mut rng, c, 1.0, 0.3));
+        let beta = rounded(&randn(&mut rng, c, 0.0, 0.5));
+        let rm0 = rounded(&randn(&mut rng, c, 0.0, 1.0));
+        let rv0: Vec<f64> = rounded(&randn(&mut rng, c, 0.0, 1.0))
+            .iter()
+            .map(|v| v.abs() + 0.5)
+            .collect();
+        let dt = rounded(&randn(&mut rng, c, 0.5, 0.2));
+        let sc = rounded(&randn(&mut rng, s.len(), 0.0, 1.0));
+        let shape = [n, h, w, c];
+        let (tx, tg, tb, tdt, tsc) = (
+            up(&x, &shape),
+            up(&gamma, &[c]),
+            up(&beta, &[c]),
+            up(&dt, &[c]),
+            up(&sc, &shape),
+        );
+        let bn = r::bn_train_forward(&x, c, &gamma, &beta);
+        for (label, mode) in [("plain", 0), ("relu", 1), ("residual", 2)] {
+            let (trm, trv) = (up(&rm0, &[c]), up(&rv0, &[c]));
+            let (ty, tm, ti) = (out(&shape), out(&[c]), out(&[c]));
+            let epi = match mode {
+                0 => Epilogue::None,
+                1 => Epilogue::Relu,
+                _ => Epilogue::ResidualRelu {
+                    dt: &tdt,
+                    shortcut: &tsc,
+                },
+            };
+            let op =
+                norm::batchnorm_train_forward(g, &s, &tx, &tg, &tb, &trm, &trv, &ty, &tm, &ti, epi)
+                    .unwrap();
+            op.run(g);
+            let want = match mode {
+                0 => bn.y.clone(),
+                1 => r::relu_forward(&bn.y),
+                _ => r::residual_tail_forward(&x, &sc, &dt, &gamma, &beta).0,
+            };
+            check(&format!("bn train fwd {label} y"), &down(&ty), &want, 1e-4);
+            check("bn saved mean", &down(&tm), &bn.mean, 1e-4);
+            check("bn saved invstd", &down(&ti), &bn.invstd, 1e-4);
+            let (mut rm, mut rv) = (rm0.clone(), rv0.clone());
+            r::bn_running_update(&mut rm, &mut rv, &bn.mean, &bn.var, s.rows);
+            check("bn running mean", &down(&trm), &rm, 1e-4);
+            check("bn running var", &down(&trv), &rv, 1e-4);
+
+            // Inference with the updated running statistics.
+            let ty2 = out(&shape);
+            let op =
+                norm::batchnorm_infer_forward(g, &s, &tx, &tg, &tb, &trm, &trv, &ty2, epi).unwrap();
+            op.run(g);
+            let rm32 = rounded(&rm);
+            let rv32 = rounded(&rv);
+            let yi = r::bn_infer_forward(&x, c, &gamma, &beta, &rm32, &rv32);
+            let want = match mode {
+                0 => yi,
+                1 => r::relu_forward(&yi),
+                _ => r::relu_forward(&r::add(&sc, &r::step_scale_forward(&yi, &dt))),
+            };
+            check(&format!("bn infer fwd {label} y"), &down(&ty2), &want, 1e-4);
+        }
+    }
+}
+
+#[test]
+fn batchnorm_backward_all_epilogues() {
+    let mut rng = rng("batchnorm_backward");
+    let g = gpu();
+    for &(n, h, w, c) in &SHAPES[..3] {
+        let s = BnShape::nhwc(n, h, w, c);
+        println!("shape n{n} h{h} w{w} c{c}");
+        let shape = [n, h, w, c];
+        let x = rounded(&randn(&mut rng, s.len(), 1.0, 2.0));
+        let gamma = rounded(&randn(&mut rng, c, 1.0, 0.3));
+        let beta = rounded(&randn(&mut rng, c, 0.0, 0.5));
+        let dt = rounded(&randn(&mut rng, c, 0.5, 0.2));
+        let sc = rounded(&randn(&mut rng, s.len(), 0.0, 1.0));
+        let rr = rounded(&randn(&mut rng, s.len(), 0.0, 1.0)); // dL/dy for L = Σ r·y
+        for mode in 0..3 {
+            let label = ["plain", "relu", "residual"][mode];
+            // The forward as a function of every input, for finite differences.
+            let fwd = |x: &[f64], gm: &[f64], bt: &[f64], dt: &[f64], sc: &[f64]| -> Vec<f64> {
+                let y = r::bn_train_forward(x, c, gm, bt).y;
+                match mode {
+                    0 => y,
+                    1 => r::relu_forward(&y),
+                    _ => r::relu_forward(&r::add(sc, &r::step_scale_forward(&y, dt))),
+                }
+            };
+            let bn = r::bn_train_forward(&x, c, &gamma, &beta);
+            let y = fwd(&x, &gamma, &beta, &dt, &sc);
+            let (dx, dgm, dbt, ddt, dsc) = match mode {
+                2 => {
+                    let (dx, dg, db, ddt, dsc) =
+                        r::residual_tail_backward(&rr, &y, &x, &bn.y, &dt, &gamma, &bn);
+                    (dx, dg, db, Some(ddt), Some(dsc))
+                }
+                _ => {
+                    let dz = if mode == 1 {
+                        r::relu_backward(&rr, &y)
+                    } else {
+                        rr.clone()
+                    };
+                    let (dx, dg, db) = r::bn_backward(&dz, &x, c, &gamma, &bn.mean, &bn.invstd);
+                    (dx, dg, db, None, None)
+                }
+            };
+            // GPU backward from the reference's saved state.
+            let (tdy, tx, tg, tb) = (
+                up(&rr, &shape),
+                up(&x, &shape),
+                up(&gamma, &[c]),
+                up(&beta, &[c]),
+            );
+            let (tm, ti, ty) = (up(&bn.mean, &[c]), up(&bn.invstd, &[c]), up(&y, &shape));
+            let (tdt, tddt, tdsc) = (up(&dt, &[c]), out(&[c]), out(&shape));
+            let (tdx, tdg, tdb) = (out(&shape), out(&[c]), out(&[c]));
+            let grad = match mode {
+                0 => BnGrad::None,
+                1 => BnGrad::Relu { y: &ty },
+                _ => BnGrad::ResidualRelu {
+                    y: &ty,
+                    dt: &tdt,
+                    ddt: &tddt,
+                    dshortcut: &tdsc,
+                },
+            };
+            let op = norm::batchnorm_backward(
+                g, &s, &tdy, &tx, &tg, &tb, &tm, &ti, &tdx, &tdg, &tdb, grad,
+            )
+            .unwrap();
+            op.run(g);
+            let lx = |v: &[f64]| dot(&rr, &fwd(v, &gamma, &beta, &dt, &sc));
+            let lg = |v: &[f64]| dot(&rr, &fwd(&x, v, &beta, &dt, &sc));
+            let lb = |v: &[f64]| dot(&rr, &fwd(&x, &gamma, v, &dt, &sc));
+            let tol = 1e-4;
+            check_grad(
+                &format!("bn {label} dx"),
+                &down(&tdx),
+                &dx,
+                &fd(&lx, &x),
+                tol,
+            );
+            check_grad(
+                &format!("bn {label} dgamma"),
+                &down(&tdg),
+                &dgm,
+                &fd(&lg, &gamma),
+                tol,
+            );
+            check_grad(
+                &format!("bn {label} dbeta"),
+                &down(&tdb),
+                &dbt,
+                &fd(&lb, &beta),
+                tol,
+            );
+            if mode == 2 {
+                let ld = |v: &[f64]| dot(&rr, &fwd(&x, &gamma, &beta, v, &sc));
+                let ls = |v: &[f64]| dot(&rr, &fwd(&x, &gamma, &beta, &dt, v));
+                check_grad(
+                    "bn residual ddt",
+                    &down(&tddt),
+                    &ddt.unwrap(),
+                    &fd(&ld, &dt),
+                    tol,
+                );
+                check_grad(
+                    "bn residual dshortcut",
+                    &down(&tdsc),
+                    &dsc.unwrap(),
+                    &fd(&ls, &sc),
+                    tol,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn relu_add_forward_backward() {
+    let mut rng = rng("relu_add");
+    let g = gpu();
+    for &(n, h, w, c) in SHAPES {
+        let shape = [n, h, w, c];
+        let len = n * h * w * c;
+        let x = rounded(&randn(&mut rng, len, 0.0, 1.0));
+        let b = rounded(&randn(&mut rng, len, 0.0, 1.0));
+        let rr = rounded(&randn(&mut rng, len, 0.0, 1.0));
+        let (tx, tb) = (up(&x, &shape), up(&b, &shape));
+        let ty = out(&shape);
+        ew::relu_forward(g, &tx, &ty).unwrap().run(g);
+        let y = r::relu_forward(&x);
+        check("relu fwd", &down(&ty), &y, 1e-4);
+        let tdx = out(&shape);
+        ew::relu_backward(g, &up(&rr, &shape), &up(&y, &shape), &tdx)
+            .unwrap()
+            .run(g);
+        let lx = |v: &[f64]| dot(&rr, &r::relu_forward(v));
+        check_grad(
+            "relu bwd",
+            &down(&tdx),
+            &r::relu_backward(&rr, &y),
+            &fd(&lx, &x),
+            1e-6,
+        );
+        let tz = out(&shape);
+        ew::add(g, &tx, &tb, &tz).unwrap().run(g);
+        check("add", &down(&tz), &r::add(&x, &b), 1e-6);
+        ew::add_inplace(g, &tx, &tb).unwrap().run(g);
+        check("add_inplace", &down(&tx), &r::add(&x, &b), 1e-6);
+    }
+}
+
+#[test]
+fn step_scale_forward_backward() {
+    let mut rng = rng("step_scale");
+    let g = gpu();
+    for &(n, h, w, c) in SHAPES {
+        let shape = [n, h, w, c];
+        let len = n * h * w * c;
+        let f = rounded(&randn(&mut rng, len, 0.0, 1.0));
+        let dt = rounded(&randn(&mut rng, c, 0.5, 0.2));
+        let rr = rounded(&randn(&mut rng, len, 0.0, 1.0));
+        let (tf, tdt) = (up(&f, &shape), up(&dt, &[c]));
+        let ty = out(&shape);
+        ew::step_scale_forward(g, &tf, &tdt, &ty).unwrap().run(g);
+        check(
+            "step_scale fwd",
+            &down(&ty),
+            &r::step_scale_forward(&f, &dt),
+            1e-6,
+        );
+        let (tdf, tddt) = (out(&shape), out(&[c]));
+        ew::step_scale_backward(g, &up(&rr, &shape), &tf, &tdt, &tdf, &tddt)
+            .unwrap()
+            .run(g);
+        let (df, ddt) = r::step_scale_backward(&rr, &f, &dt);
+        let lf = |v: &[f64]| dot(&rr, &r::step_scale_forward(v, &dt));
+        let ld = |v: &[f64]| dot(&rr, &r::step_scale_forward(&f, v));
+        check_grad("step_scale dF", &down(&tdf), &df, &fd(&lf, &f), 1e-6);
+        check_grad("step_scale ddt", &down(&tddt), &ddt, &fd(&ld, &dt), 1e-4);
+    }
+}
+
+#[test]
+fn shortcut_option_a() {
+    let mut rng = rng("shortcut");
+    let g = gpu();
+    for &(n, h, w, cin, cout) in &[
+        (1, 7, 7, 3, 5),
+        (3, 9, 7, 5, 10),
+        (2, 8, 8, 16, 32),
+        (1, 9, 9, 17, 17),
+    ] {
+        let x = rounded(&randn(&mut rng, n * h * w * cin, 0.0, 1.0));
+        let (ho, wo) = (h.div_ceil(2), w.div_ceil(2));
+        let yshape = [n, ho, wo, cout];
+        let xshape = [n, h, w, cin];
+        let rr = rounded(&randn(&mut rng, n * ho * wo * cout, 0.0, 1.0));
+        let ty = out(&yshape);
+        ew::shortcut_a_forward(g, &up(&x, &xshape), &ty)
+            .unwrap()
+            .run(g);
+        check(
+            "shortcut fwd",
+            &down(&ty),
+            &r::shortcut_a_forward(&x, n, h, w, cin, cout),
+            0.0,
+        );
+        let tdx = out(&xshape);
+        ew::shortcut_a_backward(g, &up(&rr, &yshape), &tdx, false)
+            .unwrap()
+            .run(g);
+        let dx = r::shortcut_a_backward(&rr, n, h, w, cin, cout);
+        let lx = |v: &[f64]| dot(&rr, &r::shortcut_a_forward(v, n, h, w, cin, cout));
+        check_grad("shortcut bwd", &down(&tdx), &dx, &fd(&lx, &x), 1e-6);
+        // Accumulating mode adds onto what is there.
+        let base = rounded(&randn(&mut rng, x.len(), 0.0, 1.0));
+        let tacc = up(&base, &xshape);
+        ew::shortcut_a_backward(g, &up(&rr, &yshape), &tacc, true)
+            .unwrap()
+            .run(g);
+        check(
+            "shortcut bwd accumulate",
+            &down(&tacc),
+            &r::add(&base, &dx),
+            1e-6,
+        );
+    }
+}
+
+#[test]
+fn global_average_pool() {
+    let mut rng = rng("gap");
+    let g = gpu();
+    for &(n, h, w, c) in SHAPES {
+        let x = rounded(&randn(&mut rng, n * h * w * c, 0.5, 1.0));
+        let rr = rounded(&randn(&mut rng, n * c, 0.0, 1.0));
+        let ty = out(&[n, c]);
+        pool::gap_forward(g, &up(&x, &[n, h, w, c]), &ty)
+            .unwrap()
+            .run(g);
+        check(
+            "gap fwd",
+            &down(&ty),
+            &r::gap_forward(&x, n, h * w, c),
+            1e-4,
+        );
+        let tdx = out(&[n, h, w, c]);
+        pool::gap_backward(g, &up(&rr, &[n, c]), &tdx)
+            .unwrap()
+            .run(g);
+        let lx = |v: &[f64]| dot(&rr, &r::gap_forward(v, n, h * w, c));
+        check_grad(
+            "gap bwd",
+            &down(&tdx),
+            &r::gap_backward(&rr, n, h * w, c),
+            &fd(&lx, &x),
+            1e-5,
+        );
+    }
+}
+
+#[test]
+fn fully_connected() {
+    let mut rng = rng("linear");
+    let g = gpu();
+    for &(n, fin, fout) in &[(1, 5, 3), (3, 17, 10), (7, 64, 10)] {
+        let x = rounded(&randn(&mut rng, n * fin, 0.0, 1.0));
+        let wt = rounded(&randn(&mut rng, fout * fin, 0.0, 0.3));
+        let b = rounded(&randn(&mut rng, fout, 0.0, 0.3));
+        let rr = rounded(&randn(&mut rng, n * fout, 0.0, 1.0));
+        let (tx, tw, tb) = (up(&x, &[n, fin]), up(&wt, &[fout, fin]), up(&b, &[fout]));
+        let ty = out(&[n, fout]);
+        linear::linear_forward(g, &tx, &tw, &tb, &ty)
+            .unwrap()
+            .run(g);
+        check(
+            "linear fwd",
+            &down(&ty),
+            &r::linear_forward(&x, &wt, &b, n, fin, fout),
+            1e-4,
+        );
+        let (tdx, tdw, tdb) = (out(&[n, fin]), out(&[fout, fin]), out(&[fout]));
+        linear::linear_backward(g, &up(&rr, &[n, fout]), &tx, &tw, Some(&tdx), &tdw, &tdb)
+            .unwrap()
+            .run(g);
+        let (dx, dw, db) = r::linear_backward(&rr, &x, &wt, n, fin, fout);
+        let lx = |v: &[f64]| dot(&rr, &r::linear_forward(v, &wt, &b, n, fin, fout));
+        let lw = |v: &[f64]| dot(&rr, &r::linear_forward(&x, v, &b, n, fin, fout));
+        let lb = |v: &[f64]| dot(&rr, &r::linear_forward(&x, &wt, v, n, fin, fout));
+        check_grad("linear dx", &down(&tdx), &dx, &fd(&lx, &x), 1e-4);
+        check_grad("linear dW", &down(&tdw), &dw, &fd(&lw, &wt), 1e-4);
+        check_grad("linear db", &down(&tdb), &db, &fd(&lb, &b), 1e-4);
+    }
+}
+
+#[test]
+fn softmax_cross_entropy() {
+    let mut rng = rng("softmax_ce");
+    let g = gpu();
+    let metrics = gpu().zeros(&[4]);
+    let (mut sum_loss, mut sum_correct, mut sum_n) = (0.0, 0u32, 0);
+    for &(n, k) in &[(1, 10), (3, 10), (5, 3), (128, 10)] {
+        let logits = rounded(&randn(&mut rng, n * k, 0.0, 3.0));
+        let labels: Vec<u32> = (0..n).map(|_| rng.below(k as u64) as u32).collect();
+        let (tl, tlab) = (up(&logits, &[n, k]), g.upload_u32(&labels, &[n]));
+        let (td, tloss, tcor) = (out(&[n, k]), out(&[1]), g.zeros(&[1]));
+        g.write(&tcor, &[f32::from_bits(u32::MAX)]);
+        loss::softmax_ce(g, &tl, &tlab, &td, &tloss, &tcor, Some(&metrics))
+            .unwrap()
+            .run(g);
+        let (l, d, cor) = r::softmax_ce(&logits, &labels, k);
+        check("softmax_ce loss", &down(&tloss), &[l], 1e-5);
+        assert_eq!(g.download_u32(&tcor).unwrap()[0], cor, "correct count");
+        println!("  n{n} k{k}: loss {l:.4}, correct {cor}");
+        let lz = |v: &[f64]| r::softmax_ce(v, &labels, k).0;
+        check_grad(
+            "softmax_ce dlogits",
+            &down(&td),
+            &d,
+            &fd(&lz, &logits),
+            1e-4,
+        );
+        sum_loss += l * n as f64;
+        sum_correct += cor;
+        sum_n += n;
+    }
+    let m = down(&metrics);
+    println!("  metrics {m:?}");
+    assert!(
+        (m[0] as f64 - sum_loss).abs() <= 1e-4 * sum_loss.abs(),
+        "metric loss sum {} vs {sum_loss}",
+        m[0]
+    );
+    assert_eq!(m[1], sum_correct as f32);
+    assert_eq!(m[2], sum_n as f32);
+    assert_eq!(m[3], 4.0);
+
+    // Ties: the lowest index wins. Sample 0: tie between 1 and 3, label 1 → correct;
+    // sample 1: tie between 0 and 2, label 2 → wrong; sample 2: all equal, label 0 → correct.
+    let logits = [0.0, 2.0, 1.0, 2.0, 5.0, -1.0, 5.0, 0.0, 1.0, 1.0, 1.0, 1.0];
+    let labels = [1u32, 2, 0];
+    let (tl, tlab) = (g.upload(&logits, &[3, 4]), g.upload_u32(&labels, &[3]));
+    let (td, tloss, tcor) = (out(&[3, 4]), out(&[1]), g.zeros(&[1]));
+    loss::softmax_ce(g, &tl, &tlab, &td, &tloss, &tcor, None)
+        .unwrap()
+        .run(g);
+    let l64: Vec<f64> = logits.iter().map(|&v| v as f64).collect();
+    let (l, _, cor) = r::softmax_ce(&l64, &labels, 4);
+    assert_eq!(cor, 2, "reference tie rule");
+    assert_eq!(g.download_u32(&tcor).unwrap()[0], 2, "GPU tie rule");
+    check("softmax_ce ties loss", &down(&tloss), &[l], 1e-5);
+}
+
+#[test]
+fn sgd_nesterov_weight_decay() {
+    let g = gpu();
+    // Hand-computed: w = 1, grad = 0.5 both steps, lr = 0.1, μ = 0.9, wd = 0.01.
+    // step 1: g = 0.5 + 0.01 = 0.51; v = 0.51; w = 1 − 0.1·(0.51 + 0.9·0.51) = 0.9031
+    // step 2: g = 0.5 + 0.009031 = 0.509031; v = 0.9·0.51 + 0.509031 = 0.968031;
+    //         w = 0.9031 − 0.1·(0.509031 + 0.9·0.968031) = 0.9031 − 0.13802589 = 0.76507411
+    let (tw, tg, tv, tlr) = (
+        g.upload(&[1.0], &[1]),
+        g.upload(&[0.5], &[1]),
+        g.zeros(&[1]),
+        g.upload(&[0.1], &[1]),
+    );
+    let op = optim::sgd_step(g, &tw, &tg, &tv, &tlr, 0.9, 0.01, true).unwrap();
+    op.run(g);
+    assert!(
+        (down(&tw)[0] - 0.9031).abs() < 1e-6,
+        "step 1: {}",
+        down(&tw)[0]
+    );
+    op.run(g);
+    assert!(
+        (down(&tw)[0] - 0.765_074_1).abs() < 1e-6,
+        "step 2: {}",
+        down(&tw)[0]
+    );
+    assert!((down(&tv)[0] - 0.968_031).abs() < 1e-6);
+
+    // Against the reference, with lr changed between steps through the buffer only.
+    let mut rng = rng("sgd");
+    for nesterov in [true, false] {
+        let n = 1000;
+        let mut w = rounded(&randn(&mut rng, n, 0.0, 1.0));
+        let mut v = vec![0.0; n];
+        let (tw, tv, tgr) = (up(&w, &[n]), g.zeros(&[n]), g.zeros(&[n]));
+        let op = optim::sgd_step(g, &tw, &tgr, &tv, &tlr, 0.9, 5e-4, nesterov).unwrap();
+        for (step, lr) in [0.1, 0.05, 0.01].into_iter().enumerate() {
+            let grad = rounded(&randn(&mut rng, n, 0.0, 1.0));
+            g.write(&tgr, &f32s(&grad));
+            g.write(&tlr, &[lr as f32]);
+            op.run(g);
+            r::sgd_step(
+                &mut w,
+                &grad,
+                &mut v,
+                lr as f32 as f64,
+                0.9f32 as f64,
+                5e-4f32 as f64,
+                nesterov,
+            );
+            check(
+                &format!("sgd nesterov={nesterov} step {step} w"),
+                &down(&tw),
+                &w,
+                1e-6,
+            );
+            check(
+                &format!("sgd nesterov={nesterov} step {step} v"),
+                &down(&tv),
+                &v,
+                1e-6,
+            );
+        }
+    }
+}
+
+#[test]
+fn column_sums_and_totals() {
+    let mut rng = rng("reduce");
+    let g = gpu();
+    for &(rows, c) in &[(1, 1), (147, 5), (5000, 17), (100_000, 1), (40_000, 16)] {
+        let a = rounded(&randn(&mut rng, rows * c, 0.3, 1.0));
+        let b = rounded(&randn(&mut rng, rows * c, 0.0, 1.0));
+        let (ta, tb) = (up(&a, &[rows, c]), up(&b, &[rows, c]));
+        let to = out(&[c]);
+        reduce::column_sum(g, &ta, None, rows, c, &to, 1.0, false)
+            .unwrap()
+            .run(g);
+        check(
+            &format!("column_sum {rows}x{c}"),
+            &down(&to),
+            &r::column_sum(&a, None, c),
+            1e-5,
+        );
+        let to = out(&[c]);
+        reduce::column_sum(g, &ta, Some(&tb), rows, c, &to, 0.5, false)
+            .unwrap()
+            .run(g);
+        let want: Vec<f64> = r::column_sum(&a, Some(&b), c)
+            .iter()
+            .map(|v| 0.5 * v)
+            .collect();
+        // A sum of products of zero-mean values cancels: bound the error by Σ|a·b| per column.
+        let abs: Vec<f64> = a.iter().zip(&b).map(|(x, y)| (x * y).abs()).collect();
+        let mag = r::column_sum(&abs, None, c);
+        let got = down(&to);
+        let e = (0..c)
+            .map(|j| (got[j] as f64 - want[j]).abs() / (0.5 * mag[j]).max(1e-30))
+            .fold(0.0, f64::max);
+        println!(
+            "  column_sum a·b {rows}x{c}: error / Σ|a·b| = {e:.3e}, rel err {:.3e}",
+            rel_err(&got, &want)
+        );
+        assert!(e <= 1e-6, "column_sum a·b {rows}x{c}: {e:.3e}");
+        let tot = g.upload(&[1.0], &[1]);
+        reduce::sum_all(g, &ta, &tot, 1.0, true).unwrap().run(g);
+        let s: f64 = a.iter().sum::<f64>() + 1.0;
+        check(
+            &format!("sum_all accumulate {rows}x{c}"),
+            &down(&tot),
+            &[s],
+            1e-5,
+        );
+    }
+}
