@@ -1,0 +1,519 @@
+//! 2-D convolution on the GPU: forward, backward to the input, backward to the weights, each an
+//! implicit GEMM with register blocking (`shaders/conv_*.wgsl`; f64 reference in
+//! `crate::reference::conv`).
+//!
+//! Layouts (docs/DESIGN.md): x `[N,H,W,Cin]` (NHWC), w `[Cout,kh,kw,Cin/G]` (OHWI),
+//! y `[N,Ho,Wo,Cout]`, `Ho = (H + 2·pad − kh)/stride + 1`. Any kernel size, stride, zero padding
+//! and group count (`G` divides `Cin` and `Cout`).
+//!
+//! # API: build once, replay every step
+//! ```ignore
+//! let s = ConvShape { n: 128, h: 32, w: 32, cin: 16, cout: 32, kh: 3, kw: 3, stride: 2, pad: 1, groups: 1 };
+//! let fwd = conv_forward(&gpu, &s, &x, &w, Some(&b), &y)?;          // y = conv(x, w) + b
+//! let bwd_x = conv_backward_data(&gpu, &s, &dy, &w, &dx)?;          // dx = ∂L/∂x (overwrites)
+//! let bwd_w = conv_backward_weights(&gpu, &s, &x, &dy, &dw, false)?; // dw = ∂L/∂w (true: dw += ∂L/∂w)
+//! // every step:
+//! let mut rec = gpu.recorder();
+//! for d in fwd.iter().chain(&bwd_x).chain(&bwd_w) { rec.run(d); }
+//! rec.submit();
+//! ```
+//! Each call returns the `Dispatch`es to record, in order. Scratch buffers (the re-laid-out
+//! weights of the backward-to-input, the per-chunk partial sums of the backward-to-weights) are
+//! allocated once here and kept alive by the dispatches' bind groups; replaying allocates
+//! nothing. Uniform parameters are baked in, so a `Dispatch` is tied to its shape and tensors.
+//! A fully connected layer `y = x·Wᵀ + b` is this conv with `h = w = kh = kw = 1`.
+//!
+//! Tile shapes (`Tile`) are template constants chosen per adapter (`default_tile`): big
+//! register tiles on CPU adapters such as lavapipe, 4×4 per invocation and 64-invocation
+//! workgroups on GPUs. `crate::gpu::tune` can time a few candidates on the actual shape instead
+//! (`TSC_AUTOTUNE=1`, cached per shape in-process). The `*_with` variants take an explicit tile.
+//!
+//! Vector width: loads along the contiguous channel axis are vec4 when that axis is a multiple
+//! of 4 (`Cin/G` for forward and backward-to-weights, `Cout/G` for backward-to-input), scalar
+//! otherwise (the RGB stem); the two preludes `conv_vec4.wgsl` / `conv_scalar.wgsl` define it.
+
+use super::{grid_1d, specialize, Dispatch, Gpu, Slot, Tensor};
+use anyhow::{bail, ensure, Result};
+
+const PRE_VEC4: &str = include_str!("../../../shaders/conv_vec4.wgsl");
+const PRE_SCALAR: &str = include_str!("../../../shaders/conv_scalar.wgsl");
+const FWD: &str = include_str!("../../../shaders/conv_fwd.wgsl");
+const WTRANS: &str = include_str!("../../../shaders/conv_wtrans.wgsl");
+const BWD_DATA: &str = include_str!("../../../shaders/conv_bwd_data.wgsl");
+const BWD_W: &str = include_str!("../../../shaders/conv_bwd_weights.wgsl");
+const BWD_W_REDUCE: &str = include_str!("../../../shaders/conv_bwd_weights_reduce.wgsl");
+
+/// The shape of one convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConvShape {
+    pub n: usize,
+    pub h: usize,
+    pub w: usize,
+    pub cin: usize,
+    pub cout: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: usize,
+    pub pad: usize,
+    pub groups: usize,
+}
+
+impl ConvShape {
+    /// A square `k×k` convolution without groups.
+    #[allow(clippy::too_many_arguments)]
+    pub fn square(
+        n: usize,
+        hw: usize,
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+    ) -> Self {
+        ConvShape {
+            n,
+            h: hw,
+            w: hw,
+            cin,
+            cout,
+            kh: k,
+            kw: k,
+            stride,
+            pad,
+            groups: 1,
+        }
+    }
+    pub fn out_h(&self) -> usize {
+        (self.h + 2 * self.pad - self.kh) / self.stride + 1
+    }
+    pub fn out_w(&self) -> usize {
+        (self.w + 2 * self.pad - self.kw) / self.stride + 1
+    }
+    /// FLOPs of each of the three kernels: 2·N·Ho·Wo·Cout·kh·kw·Cin/G.
+    pub fn flops(&self) -> f64 {
+        2.0 * (self.n * self.out_h() * self.out_w() * self.cout * self.kh * self.kw) as f64
+            * (self.cin / self.groups) as f64
+    }
+    pub fn x_shape(&self) -> [usize; 4] {
+        [self.n, self.h, self.w, self.cin]
+    }
+    pub fn w_shape(&self) -> [usize; 4] {
+        [self.cout, self.kh, self.kw, self.cin / self.groups]
+    }
+    pub fn y_shape(&self) -> [usize; 4] {
+        [self.n, self.out_h(), self.out_w(), self.cout]
+    }
+    /// Errors for shapes the kernels cannot run (bad groups, empty output, u32 overflow).
+    pub fn validate(&self) -> Result<()> {
+        let s = self;
+        ensure!(
+            s.n > 0 && s.h > 0 && s.w > 0 && s.cin > 0 && s.cout > 0 && s.kh > 0 && s.kw > 0,
+            "conv {s:?}: every dimension must be positive"
+        );
+        ensure!(
+            s.stride > 0 && s.groups > 0,
+            "conv {s:?}: stride and groups must be positive"
+        );
+        ensure!(
+            s.cin % s.groups == 0 && s.cout % s.groups == 0,
+            "conv {s:?}: groups must divide Cin and Cout"
+        );
+        ensure!(
+            s.h + 2 * s.pad >= s.kh && s.w + 2 * s.pad >= s.kw,
+            "conv {s:?}: kernel larger than the padded input"
+        );
+        let biggest = [
+            s.x_shape().iter().product::<usize>(),
+            s.y_shape().iter().product::<usize>(),
+            s.w_shape().iter().product::<usize>(),
+        ];
+        ensure!(
+            biggest.iter().all(|&l| l < (1 << 31)),
+            "conv {s:?}: tensors over 2^31 elements are not supported"
+        );
+        Ok(())
+    }
+}
+
+/// Which of the three convolution kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Pass {
+    Forward,
+    BackwardData,
+    BackwardWeights,
+}
+
+/// Register tile of one invocation and workgroup size.
+/// Forward: `tm` output pixels × `tn` output channels. Backward-to-input: `tm` input pixels ×
+/// `tn` input channels. Backward-to-weights: `tm` output channels × `tn` input channels of one
+/// tap, over a chunk of pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Tile {
+    pub tm: u32,
+    pub tn: u32,
+    pub wg: u32,
+}
+
+impl std::fmt::Display for Tile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}/wg{}", self.tm, self.tn, self.wg)
+    }
+}
+
+/// The tile used when nothing was tuned: big register tiles on CPU adapters (few SIMD lanes,
+/// loads are the cost), 4×4 per invocation in 64-wide workgroups on GPUs (registers are the
+/// cost). Channel tiles never exceed the channel count they tile.
+pub fn default_tile(gpu: &Gpu, pass: Pass, s: &ConvShape) -> Tile {
+    default_tile_for(gpu.is_cpu(), pass, s)
+}
+
+/// `default_tile` for a CPU (`cpu`) or GPU adapter (tests check both kinds on any adapter).
+pub fn default_tile_for(cpu: bool, pass: Pass, s: &ConvShape) -> Tile {
+    let (cg, cog) = (s.cin / s.groups, s.cout / s.groups);
+    let fit = |t: u32, c: usize| t.min((c as u32).next_power_of_two()).max(1);
+    if cpu {
+        match pass {
+            Pass::Forward => Tile {
+                tm: 16,
+                tn: fit(16, cog),
+                wg: 8,
+            },
+            Pass::BackwardData => Tile {
+                tm: 16,
+                tn: fit(16, cg),
+                wg: 8,
+            },
+            Pass::BackwardWeights => Tile {
+                tm: fit(16, cog),
+                tn: fit(16, cg),
+                wg: 8,
+            },
+        }
+    } else {
+        match pass {
+            Pass::Forward => Tile {
+                tm: 4,
+                tn: fit(4, cog),
+                wg: 64,
+            },
+            Pass::BackwardData => Tile {
+                tm: 4,
+                tn: fit(4, cg),
+                wg: 64,
+            },
+            Pass::BackwardWeights => Tile {
+                tm: fit(4, cog),
+                tn: fit(4, cg),
+                wg: 64,
+            },
+        }
+    }
+}
+
+/// The tile a pass will use: the tuned one when `TSC_AUTOTUNE=1`, else `default_tile`.
+pub fn pick_tile(gpu: &Gpu, pass: Pass, s: &ConvShape) -> Result<Tile> {
+    super::tune::conv_tile(gpu, pass, s)
+}
+
+/// The vector-width prelude for `v` = 4 or 1.
+pub(crate) fn prelude(v: u32) -> &'static str {
+    if v == 4 {
+        PRE_VEC4
+    } else {
+        PRE_SCALAR
+    }
+}
+
+/// Workgroup counts for `items` invocations along x in groups of `wg`, `y` along y; x is folded
+/// into z past 65535 (shaders use `wid.x + wid.z · nwg.x`).
+pub(crate) fn grid_xz(items: usize, wg: u32, y: usize) -> Result<[u32; 3]> {
+    ensure!(y <= 65535, "too many channel tiles for one dispatch ({y})");
+    let groups = items.div_ceil(wg as usize).max(1);
+    let z = groups.div_ceil(65535);
+    ensure!(z <= 65535, "dispatch too large ({items} invocations)");
+    Ok([groups.div_ceil(z) as u32, y as u32, z as u32])
+}
+
+fn check_len(what: &str, t: &Tensor, want: usize) -> Result<()> {
+    if t.len() != want {
+        bail!(
+            "conv: {what} has {} elements ({:?}), expected {want}",
+            t.len(),
+            t.shape
+        );
+    }
+    Ok(())
+}
+
+fn u(v: usize) -> u32 {
+    v as u32
+}
+
+/// The first 12 parameters every conv kernel shares.
+fn base_params(s: &ConvShape) -> [u32; 12] {
+    [
+        u(s.n),
+        u(s.h),
+        u(s.w),
+        u(s.cin),
+        u(s.cout),
+        u(s.kh),
+        u(s.kw),
+        u(s.stride),
+        u(s.pad),
+        u(s.groups),
+        u(s.out_h()),
+        u(s.out_w()),
+    ]
+}
+
+fn params20(s: &ConvShape, rest: [u32; 8]) -> [u32; 20] {
+    let mut p = [0u32; 20];
+    p[..12].copy_from_slice(&base_params(s));
+    p[12..].copy_from_slice(&rest);
+    p
+}
+
+/// Forward `y = conv(x, w) (+ bias)` with the adapter's tile.
+pub fn conv_forward(
+    gpu: &Gpu,
+    s: &ConvShape,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    y: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    let tile = pick_tile(gpu, Pass::Forward, s)?;
+    conv_forward_with(gpu, s, tile, x, w, bias, y)
+}
+
+/// Forward with an explicit tile.
+pub fn conv_forward_with(
+    gpu: &Gpu,
+    s: &ConvShape,
+    tile: Tile,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    y: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    s.validate()?;
+    check_len("x", x, s.x_shape().iter().product())?;
+    check_len("w", w, s.w_shape().iter().product())?;
+    check_len("y", y, s.y_shape().iter().product())?;
+    if let Some(b) = bias {
+        check_len("bias", b, s.cout)?;
+    }
+    let (cg, cog) = (s.cin / s.groups, s.cout / s.groups);
+    let v = if cg % 4 == 0 { 4 } else { 1 };
+    let key = format!("conv_fwd/tm{}_tn{}_wg{}_v{v}", tile.tm, tile.tn, tile.wg);
+    let k = gpu.kernel(&key, || {
+        let body = specialize(FWD, &[("TM", tile.tm), ("TN", tile.tn), ("WG", tile.wg)]);
+        (
+            format!("{}\n{body}", prelude(v)),
+            "main",
+            vec![
+                Slot::Read,
+                Slot::Read,
+                Slot::Read,
+                Slot::ReadWrite,
+                Slot::Uniform,
+            ],
+        )
+    })?;
+    let m = s.n * s.out_h() * s.out_w();
+    let ntile = cog.div_ceil(tile.tn as usize);
+    let params = gpu.uniform(&params20(
+        s,
+        [
+            u(cg),
+            u(cog),
+            u(m),
+            u(ntile),
+            bias.is_some() as u32,
+            0,
+            0,
+            0,
+        ],
+    ));
+    let groups = grid_xz(m.div_ceil(tile.tm as usize), tile.wg, s.groups * ntile)?;
+    // Without a bias the weights stand in for the (unread) bias binding.
+    let bias_buf = bias.map_or(&w.buf, |b| &b.buf);
+    Ok(vec![Dispatch::new(
+        gpu,
+        &k,
+        &[&x.buf, &w.buf, bias_buf, &y.buf, &params],
+        groups,
+    )?])
+}
+
+/// Backward to the input: `dx = ∂L/∂x` from `dy = ∂L/∂y` (overwrites dx).
+pub fn conv_backward_data(
+    gpu: &Gpu,
+    s: &ConvShape,
+    dy: &Tensor,
+    w: &Tensor,
+    dx: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    let tile = pick_tile(gpu, Pass::BackwardData, s)?;
+    conv_backward_data_with(gpu, s, tile, dy, w, dx)
+}
+
+/// Backward to the input with an explicit tile. Two dispatches: the weight re-layout into a
+/// scratch buffer owned by the dispatches, then the implicit GEMM.
+pub fn conv_backward_data_with(
+    gpu: &Gpu,
+    s: &ConvShape,
+    tile: Tile,
+    dy: &Tensor,
+    w: &Tensor,
+    dx: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    s.validate()?;
+    check_len("dy", dy, s.y_shape().iter().product())?;
+    check_len("w", w, s.w_shape().iter().product())?;
+    check_len("dx", dx, s.x_shape().iter().product())?;
+    let (cg, cog) = (s.cin / s.groups, s.cout / s.groups);
+    let khw = s.kh * s.kw;
+    let wt = gpu.zeros(&[w.len()]);
+    let kt = gpu.kernel("conv_wtrans", || {
+        (
+            WTRANS.to_string(),
+            "main",
+            vec![Slot::Read, Slot::ReadWrite, Slot::Uniform],
+        )
+    })?;
+    let pt = gpu.uniform(&[u(w.len()), u(khw), u(cg), u(cog)]);
+    let d0 = Dispatch::new(gpu, &kt, &[&w.buf, &wt.buf, &pt], grid_1d(w.len(), 64))?;
+
+    let v = if cog % 4 == 0 { 4 } else { 1 };
+    let key = format!(
+        "conv_bwd_data/tm{}_tn{}_wg{}_v{v}",
+        tile.tm, tile.tn, tile.wg
+    );
+    let k = gpu.kernel(&key, || {
+        let body = specialize(
+            BWD_DATA,
+            &[("TM", tile.tm), ("TN", tile.tn), ("WG", tile.wg)],
+        );
+        (
+            format!("{}\n{body}", prelude(v)),
+            "main",
+            vec![Slot::Read, Slot::Read, Slot::ReadWrite, Slot::Uniform],
+        )
+    })?;
+    let (hp, wp) = (s.h.div_ceil(s.stride), s.w.div_ceil(s.stride));
+    let mp = s.n * hp * wp;
+    let ntile = cg.div_ceil(tile.tn as usize);
+    let params = gpu.uniform(&params20(
+        s,
+        [u(cg), u(cog), u(ntile), 0, u(hp), u(wp), u(mp), 0],
+    ));
+    let groups = grid_xz(
+        mp.div_ceil(tile.tm as usize),
+        tile.wg,
+        s.stride * s.stride * s.groups * ntile,
+    )?;
+    let d1 = Dispatch::new(gpu, &k, &[&dy.buf, &wt.buf, &dx.buf, &params], groups)?;
+    Ok(vec![d0, d1])
+}
+
+/// Backward to the weights: `dw = ∂L/∂w` (`accumulate`: `dw += ∂L/∂w`).
+pub fn conv_backward_weights(
+    gpu: &Gpu,
+    s: &ConvShape,
+    x: &Tensor,
+    dy: &Tensor,
+    dw: &Tensor,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>> {
+    let tile = pick_tile(gpu, Pass::BackwardWeights, s)?;
+    conv_backward_weights_with(gpu, s, tile, x, dy, dw, accumulate)
+}
+
+/// How many pixel chunks the backward-to-weights splits its reduction into: enough
+/// invocations to fill the device, chunks long enough that the partial sums stay small.
+pub fn weight_chunks(gpu: &Gpu, s: &ConvShape, tile: Tile) -> (usize, usize) {
+    let (cg, cog) = (s.cin / s.groups, s.cout / s.groups);
+    let tiles =
+        s.kh * s.kw * cg.div_ceil(tile.tn as usize) * cog.div_ceil(tile.tm as usize) * s.groups;
+    let pix = s.n * s.out_h() * s.out_w();
+    let (target, min_chunk): (usize, usize) = if gpu.is_cpu() { (512, 64) } else { (32768, 32) };
+    let nchunks = target
+        .div_ceil(tiles)
+        .clamp(1, pix.div_ceil(min_chunk).max(1));
+    let chunk = pix.div_ceil(nchunks);
+    (pix.div_ceil(chunk), chunk)
+}
+
+/// Backward to the weights with an explicit tile. Two dispatches: per-chunk partial sums into
+/// a scratch buffer owned by the dispatches, then an in-order (deterministic) reduction.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_backward_weights_with(
+    gpu: &Gpu,
+    s: &ConvShape,
+    tile: Tile,
+    x: &Tensor,
+    dy: &Tensor,
+    dw: &Tensor,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>> {
+    s.validate()?;
+    check_len("x", x, s.x_shape().iter().product())?;
+    check_len("dy", dy, s.y_shape().iter().product())?;
+    check_len("dw", dw, s.w_shape().iter().product())?;
+    let (cg, cog) = (s.cin / s.groups, s.cout / s.groups);
+    let v: u32 = if cg % 4 == 0 { 4 } else { 1 };
+    let tn = tile.tn.div_ceil(v) * v;
+    let tile = Tile { tn, ..tile };
+    let key = format!(
+        "conv_bwd_weights/tm{}_tn{}_wg{}_v{v}",
+        tile.tm, tile.tn, tile.wg
+    );
+    let k = gpu.kernel(&key, || {
+        let body = specialize(
+            BWD_W,
+            &[("TM", tile.tm), ("TNV", tile.tn / v), ("WG", tile.wg)],
+        );
+        (
+            format!("{}\n{body}", prelude(v)),
+            "main",
+            vec![Slot::Read, Slot::Read, Slot::ReadWrite, Slot::Uniform],
+        )
+    })?;
+    let (nchunks, chunk) = weight_chunks(gpu, s, tile);
+    let pix = s.n * s.out_h() * s.out_w();
+    let ctiles = cg.div_ceil(tile.tn as usize);
+    let ntile = cog.div_ceil(tile.tm as usize);
+    let len = dw.len();
+    ensure!(
+        nchunks * len < (1 << 31),
+        "conv {s:?}: partial sums too large"
+    );
+    let part = gpu.zeros(&[nchunks * len]);
+    let params = gpu.uniform(&params20(
+        s,
+        [
+            u(cg),
+            u(cog),
+            u(ntile),
+            u(ctiles),
+            u(chunk),
+            u(nchunks),
+            u(pix),
+            0,
+        ],
+    ));
+    let groups = grid_xz(nchunks * s.kh * s.kw * ctiles, tile.wg, s.groups * ntile)?;
+    let d0 = Dispatch::new(gpu, &k, &[&x.buf, &dy.buf, &part.buf, &params], groups)?;
+    let kr = gpu.kernel("conv_bwd_weights_reduce", || {
+        (
+            BWD_W_REDUCE.to_string(),
+            "main",
+            vec![Slot::Read, Slot::ReadWrite, Slot::Uniform],
+        )
+    })?;
+    let pr = gpu.uniform(&[u(len), u(nchunks), accumulate as u32, 0]);
+    let d1 = Dispatch::new(gpu, &kr, &[&part.buf, &dw.buf, &pr], grid_1d(len, 64))?;
+    Ok(vec![d0, d1])
+}

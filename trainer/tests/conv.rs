@@ -1,0 +1,364 @@
+//! Convolution and GEMM kernels against the f64 references (`tsc_trainer::reference::conv`),
+//! and the references' backward passes against central finite differences.
+//! Inputs are fresh random numbers each run; the seed is printed.
+
+use tsc_trainer::gpu::conv::{
+    conv_backward_data_with, conv_backward_weights_with, conv_forward_with, default_tile_for,
+    ConvShape, Pass, Tile,
+};
+use tsc_trainer::gpu::gemm::{default_gemm_tile, gemm_with};
+use tsc_trainer::gpu::tune::candidates_for;
+use tsc_trainer::gpu::{Dispatch, Gpu, Tensor};
+use tsc_trainer::reference::conv as r;
+
+struct Rng(u64);
+impl Rng {
+    fn new(tag: u64) -> Rng {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        let seed = t ^ tag.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        println!("seed {seed:#x}");
+        Rng(seed | 1)
+    }
+    fn next(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    }
+    /// Values rounded to f32, so the GPU and the reference see the same numbers.
+    fn vec(&mut self, n: usize) -> Vec<f64> {
+        (0..n).map(|_| self.next() as f32 as f64).collect()
+    }
+    fn below(&mut self, n: usize) -> usize {
+        ((self.next() + 1.0) * 0.5 * n as f64) as usize % n
+    }
+}
+
+fn f32s(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+
+/// max |got − want| / max |want|.
+fn rel_err(got: &[f32], want: &[f64]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(1e-30f64, |m, v| m.max(v.abs()));
+    let mut e = 0.0f64;
+    for (g, w) in got.iter().zip(want) {
+        let d = (*g as f64 - w).abs();
+        if d.is_nan() {
+            return f64::INFINITY;
+        }
+        e = e.max(d);
+    }
+    e / scale
+}
+
+fn run(gpu: &Gpu, ds: &[Dispatch]) {
+    let mut rec = gpu.recorder();
+    for d in ds {
+        rec.run(d);
+    }
+    rec.submit();
+}
+
+fn up(gpu: &Gpu, v: &[f64], shape: &[usize]) -> Tensor {
+    gpu.upload(&f32s(v), shape)
+}
+
+/// Awkward shapes: odd channel counts (scalar and vec4 paths), spatial 7 and 9, batch 1 and 3,
+/// k 1 and 3 (and a 1×3), stride 1 and 2, pad 0 and 1, groups 1 and 2.
+fn shapes() -> Vec<ConvShape> {
+    let c = |n, h, w, cin, cout, kh, kw, stride, pad, groups| ConvShape {
+        n,
+        h,
+        w,
+        cin,
+        cout,
+        kh,
+        kw,
+        stride,
+        pad,
+        groups,
+    };
+    vec![
+        c(1, 7, 7, 3, 5, 3, 3, 1, 1, 1),
+        c(3, 9, 9, 17, 16, 3, 3, 2, 1, 1),
+        c(3, 9, 7, 8, 12, 3, 3, 2, 0, 2),
+        c(1, 9, 9, 16, 17, 1, 1, 2, 0, 1),
+        c(3, 7, 7, 10, 6, 1, 1, 1, 1, 2),
+        c(2, 8, 8, 16, 32, 3, 3, 2, 1, 1),
+        c(1, 7, 9, 5, 3, 1, 3, 1, 1, 1),
+        c(3, 9, 9, 16, 16, 3, 3, 1, 1, 1),
+    ]
+}
+
+/// The tiles each pass ships for `s`: the defaults for CPU and GPU adapters, and with
+/// `all` every autotune candidate of both.
+fn tiles(pass: Pass, s: &ConvShape, all: bool) -> Vec<Tile> {
+    let mut v = vec![
+        default_tile_for(true, pass, s),
+        default_tile_for(false, pass, s),
+    ];
+    if all {
+        v.extend(candidates_for(true, pass, s));
+        v.extend(candidates_for(false, pass, s));
+    }
+    let mut out: Vec<Tile> = Vec::new();
+    for t in v {
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    out
+}
+
+/// (shape, whether to try every candidate tile on it)
+fn cases() -> Vec<(ConvShape, bool)> {
+    shapes()
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| (s, i == 0 || i == 7))
+        .collect()
+}
+
+#[test]
+fn forward_matches_reference() {
+    let gpu = Gpu::new(None).unwrap();
+    let mut rng = Rng::new(1);
+    let mut worst = 0.0f64;
+    for (s, all) in cases() {
+        let x = rng.vec(s.x_shape().iter().product());
+        let w = rng.vec(s.w_shape().iter().product());
+        let b = rng.vec(s.cout);
+        for with_bias in [false, true] {
+            let want = r::conv2d_forward(&s, &x, &w, with_bias.then_some(&b[..]));
+            let (tx, tw, tb) = (
+                up(&gpu, &x, &s.x_shape()),
+                up(&gpu, &w, &s.w_shape()),
+                up(&gpu, &b, &[s.cout]),
+            );
+            let ty = gpu.zeros(&s.y_shape());
+            for t in tiles(Pass::Forward, &s, all) {
+                gpu.fill(&ty, f32::NAN);
+                let ds = conv_forward_with(&gpu, &s, t, &tx, &tw, with_bias.then_some(&tb), &ty)
+                    .unwrap();
+                run(&gpu, &ds);
+                let e = rel_err(&gpu.download(&ty).unwrap(), &want);
+                println!("fwd {s:?} bias {with_bias} tile {t}: rel err {e:.2e}");
+                assert!(e <= 1e-4, "forward {s:?} tile {t}: rel err {e}");
+                worst = worst.max(e);
+            }
+        }
+    }
+    println!("forward: largest rel err {worst:.2e}");
+}
+
+/// L(x, w) = Σ y ⊙ dy, so ∂L/∂x and ∂L/∂w are the two backwards at dy.
+fn loss(s: &ConvShape, x: &[f64], w: &[f64], dy: &[f64]) -> f64 {
+    r::conv2d_forward(s, x, w, None)
+        .iter()
+        .zip(dy)
+        .map(|(a, b)| a * b)
+        .sum()
+}
+
+/// Central differences of `loss` at `k` random coordinates of `x` (`wrt_x`) or `w`, vs `grad`.
+fn finite_diff_err(
+    rng: &mut Rng,
+    s: &ConvShape,
+    x: &[f64],
+    w: &[f64],
+    dy: &[f64],
+    grad: &[f32],
+    wrt_x: bool,
+) -> f64 {
+    let h = 1e-3;
+    let scale = grad.iter().fold(1e-30f64, |m, g| m.max((*g as f64).abs()));
+    let mut e = 0.0f64;
+    for _ in 0..12 {
+        let i = rng.below(grad.len());
+        let (mut xp, mut wp) = (x.to_vec(), w.to_vec());
+        let (mut xm, mut wm) = (x.to_vec(), w.to_vec());
+        if wrt_x {
+            xp[i] += h;
+            xm[i] -= h;
+        } else {
+            wp[i] += h;
+            wm[i] -= h;
+        }
+        let fd = (loss(s, &xp, &wp, dy) - loss(s, &xm, &wm, dy)) / (2.0 * h);
+        e = e.max((fd - grad[i] as f64).abs());
+    }
+    e / scale
+}
+
+#[test]
+fn backward_data_matches_reference_and_finite_differences() {
+    let gpu = Gpu::new(None).unwrap();
+    let mut rng = Rng::new(2);
+    let (mut worst, mut worst_fd) = (0.0f64, 0.0f64);
+    for (s, all) in cases() {
+        let x = rng.vec(s.x_shape().iter().product());
+        let w = rng.vec(s.w_shape().iter().product());
+        let dy = rng.vec(s.y_shape().iter().product());
+        let want = r::conv2d_backward_data(&s, &dy, &w);
+        let (tdy, tw) = (up(&gpu, &dy, &s.y_shape()), up(&gpu, &w, &s.w_shape()));
+        let tdx = gpu.zeros(&s.x_shape());
+        for t in tiles(Pass::BackwardData, &s, all) {
+            gpu.fill(&tdx, f32::NAN);
+            let ds = conv_backward_data_with(&gpu, &s, t, &tdy, &tw, &tdx).unwrap();
+            run(&gpu, &ds);
+            let got = gpu.download(&tdx).unwrap();
+            let e = rel_err(&got, &want);
+            let fd = finite_diff_err(&mut rng, &s, &x, &w, &dy, &got, true);
+            println!("dX {s:?} tile {t}: rel err {e:.2e}, vs finite differences {fd:.2e}");
+            assert!(e <= 1e-4, "backward-data {s:?} tile {t}: rel err {e}");
+            assert!(
+                fd <= 1e-3,
+                "backward-data {s:?} tile {t}: finite-difference rel err {fd}"
+            );
+            worst = worst.max(e);
+            worst_fd = worst_fd.max(fd);
+        }
+    }
+    println!("backward data: largest rel err {worst:.2e}, vs finite differences {worst_fd:.2e}");
+}
+
+#[test]
+fn backward_weights_matches_reference_and_finite_differences() {
+    let gpu = Gpu::new(None).unwrap();
+    let mut rng = Rng::new(3);
+    let (mut worst, mut worst_fd) = (0.0f64, 0.0f64);
+    for (s, all) in cases() {
+        let x = rng.vec(s.x_shape().iter().product());
+        let w = rng.vec(s.w_shape().iter().product());
+        let dy = rng.vec(s.y_shape().iter().product());
+        let want = r::conv2d_backward_weights(&s, &x, &dy);
+        let (tx, tdy) = (up(&gpu, &x, &s.x_shape()), up(&gpu, &dy, &s.y_shape()));
+        let tdw = gpu.zeros(&s.w_shape());
+        for t in tiles(Pass::BackwardWeights, &s, all) {
+            gpu.fill(&tdw, f32::NAN);
+            let ds = conv_backward_weights_with(&gpu, &s, t, &tx, &tdy, &tdw, false).unwrap();
+            run(&gpu, &ds);
+            let got = gpu.download(&tdw).unwrap();
+            let e = rel_err(&got, &want);
+            let fd = finite_diff_err(&mut rng, &s, &x, &w, &dy, &got, false);
+            println!("dW {s:?} tile {t}: rel err {e:.2e}, vs finite differences {fd:.2e}");
+            assert!(e <= 1e-4, "backward-weights {s:?} tile {t}: rel err {e}");
+            assert!(
+                fd <= 1e-3,
+                "backward-weights {s:?} tile {t}: finite-difference rel err {fd}"
+            );
+            worst = worst.max(e);
+            worst_fd = worst_fd.max(fd);
+            // accumulate: dw = old + grad
+            let old = rng.vec(w.len());
+            gpu.write(&tdw, &f32s(&old));
+            let ds = conv_backward_weights_with(&gpu, &s, t, &tx, &tdy, &tdw, true).unwrap();
+            run(&gpu, &ds);
+            let sum: Vec<f64> = old.iter().zip(&want).map(|(a, b)| a + b).collect();
+            let e = rel_err(&gpu.download(&tdw).unwrap(), &sum);
+            assert!(
+                e <= 1e-4,
+                "backward-weights accumulate {s:?} tile {t}: rel err {e}"
+            );
+        }
+    }
+    println!("backward weights: largest rel err {worst:.2e}, vs finite differences {worst_fd:.2e}");
+}
+
+#[test]
+fn gemm_matches_reference() {
+    let gpu = Gpu::new(None).unwrap();
+    let mut rng = Rng::new(4);
+    let tiles = [
+        default_gemm_tile(&gpu),
+        Tile {
+            tm: 16,
+            tn: 16,
+            wg: 8,
+        },
+        Tile {
+            tm: 4,
+            tn: 4,
+            wg: 64,
+        },
+        Tile {
+            tm: 8,
+            tn: 8,
+            wg: 8,
+        },
+    ];
+    let mut worst = 0.0f64;
+    for (m, n, k) in [(37, 20, 19), (5, 7, 3), (64, 36, 17), (1, 4, 1)] {
+        let a = rng.vec(m * k);
+        let b = rng.vec(k * n);
+        let want = r::matmul(m, n, k, &a, &b);
+        let (ta, tb, tc) = (
+            up(&gpu, &a, &[m, k]),
+            up(&gpu, &b, &[k, n]),
+            gpu.zeros(&[m, n]),
+        );
+        for t in tiles {
+            gpu.fill(&tc, f32::NAN);
+            run(&gpu, &gemm_with(&gpu, t, m, n, k, &ta, &tb, &tc).unwrap());
+            let e = rel_err(&gpu.download(&tc).unwrap(), &want);
+            println!("gemm {m}x{n}x{k} tile {t}: rel err {e:.2e}");
+            assert!(e <= 1e-4, "gemm {m}x{n}x{k} tile {t}: rel err {e}");
+            worst = worst.max(e);
+        }
+    }
+    println!("gemm: largest rel err {worst:.2e}");
+}
+
+/// Every shader variant compiles (naga validation and pipeline creation), both vector widths.
+#[test]
+fn every_shader_variant_compiles() {
+    let gpu = Gpu::new(None).unwrap();
+    // vec4 along channels (16) and scalar (3) for every pass
+    for (cin, cout) in [(16, 16), (3, 5)] {
+        let s = ConvShape::square(1, 4, cin, cout, 3, 1, 1);
+        let (x, w, y) = (
+            gpu.zeros(&s.x_shape()),
+            gpu.zeros(&s.w_shape()),
+            gpu.zeros(&s.y_shape()),
+        );
+        for cpu in [true, false] {
+            conv_forward_with(
+                &gpu,
+                &s,
+                default_tile_for(cpu, Pass::Forward, &s),
+                &x,
+                &w,
+                None,
+                &y,
+            )
+            .unwrap();
+            conv_backward_data_with(
+                &gpu,
+                &s,
+                default_tile_for(cpu, Pass::BackwardData, &s),
+                &y,
+                &w,
+                &x,
+            )
+            .unwrap();
+            conv_backward_weights_with(
+                &gpu,
+                &s,
+                default_tile_for(cpu, Pass::BackwardWeights, &s),
+                &x,
+                &y,
+                &w,
+                true,
+            )
+            .unwrap();
+        }
+    }
+    let bad = ConvShape::square(1, 4, 6, 4, 3, 1, 1);
+    let bad = ConvShape { groups: 4, ..bad };
+    assert!(bad.validate().is_err(), "groups must divide Cin");
+}
