@@ -3,6 +3,10 @@
 pub mod context;
 pub mod kernel;
 pub mod tensor;
+// Convolution and matrix-multiply kernels with their tile tuning.
+pub mod conv;
+pub mod gemm;
+pub mod tune;
 // Non-convolution kernels (norm, elementwise, pooling, head, loss, optimizer, reductions).
 pub mod elementwise;
 pub mod linear;
