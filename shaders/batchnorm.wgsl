@@ -110,17 +110,29 @@ fn infer_affine(@builtin(global_invocation_id) g: vec3<u32>) {
 @group(0) @binding(5) var<uniform> p: P;
 @compute @workgroup_size(64)
 fn apply(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+    // One invocation per (row chunk, channel), like the reductions: no per-element modulo,
+    // per-channel constants loaded once, lanes on consecutive channels.
     let i = g.x + g.y * nw.x * WG;
-    if (i >= p.total) { return; }
+    if (i >= p.nchunks * p.C) { return; }
     let c = i % p.C;
-    var v = x[i] * affine[c] + affine[p.C + c];
-    if (MODE == 2u) {
-        v = shortcut[i] + dt[c] * v;
+    let k = i / p.C;
+    let scale = affine[c];
+    let shift = affine[p.C + c];
+    var d = 1.0;
+    if (MODE == 2u) { d = dt[c]; }
+    let r0 = k * p.chunk;
+    let r1 = min(r0 + p.chunk, p.rows);
+    for (var r = r0; r < r1; r++) {
+        let j = r * p.C + c;
+        var v = x[j] * scale + shift;
+        if (MODE == 2u) {
+            v = shortcut[j] + d * v;
+        }
+        if (MODE >= 1u) {
+            v = max(v, 0.0);
+        }
+        y[j] = v;
     }
-    if (MODE >= 1u) {
-        v = max(v, 0.0);
-    }
-    y[i] = v;
 }
 
 //#entry bwd_partial
@@ -200,12 +212,24 @@ fn bwd_finalize(@builtin(global_invocation_id) g: vec3<u32>) {
 @group(0) @binding(8) var<uniform> p: P;
 @compute @workgroup_size(64)
 fn bwd_apply(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+    // One invocation per (row chunk, channel), as in `apply`.
     let i = g.x + g.y * nw.x * WG;
-    if (i >= p.total) { return; }
+    if (i >= p.nchunks * p.C) { return; }
     let c = i % p.C;
-    var gv = dy[i];
-    if (MODE >= 1u && ymask[i] <= 0.0) { gv = 0.0; }
-    if (MODE == 2u) { dres[i] = gv; }
-    let xhat = (x[i] - saved_mean[c]) * saved_invstd[c];
-    dx[i] = coef[c] * (gv - coef[p.C + c] - xhat * coef[2u * p.C + c]);
+    let k = i / p.C;
+    let mean = saved_mean[c];
+    let inv = saved_invstd[c];
+    let a = coef[c];
+    let b = coef[p.C + c];
+    let kk = coef[2u * p.C + c];
+    let r0 = k * p.chunk;
+    let r1 = min(r0 + p.chunk, p.rows);
+    for (var r = r0; r < r1; r++) {
+        let j = r * p.C + c;
+        var gv = dy[j];
+        if (MODE >= 1u && ymask[j] <= 0.0) { gv = 0.0; }
+        if (MODE == 2u) { dres[j] = gv; }
+        let xhat = (x[j] - mean) * inv;
+        dx[j] = a * (gv - b - xhat * kk);
+    }
 }

@@ -687,3 +687,138 @@ fn column_sums_and_totals() {
         );
     }
 }
+
+/// Timings at ResNet-20's activation shapes (batch 128): `cargo test -p tsc-trainer --release
+/// --test ops -- --ignored --nocapture bench`. Prints ms per op and effective GB/s.
+#[test]
+#[ignore]
+fn bench_memory_bound_ops() {
+    let g = gpu();
+    let time = |name: &str, op: &tsc_trainer::gpu::Op, bytes: f64| {
+        op.run(g);
+        g.wait().unwrap();
+        let reps = 5;
+        let t0 = std::time::Instant::now();
+        let mut rec = g.recorder();
+        for _ in 0..reps {
+            op.record(&mut rec);
+        }
+        rec.submit();
+        g.wait().unwrap();
+        let ms = t0.elapsed().as_secs_f64() * 1e3 / reps as f64;
+        println!("  {name:32} {ms:8.2} ms  {:6.2} GB/s", bytes / ms / 1e6);
+    };
+    for &(h, c) in &[(32usize, 16usize), (16, 32), (8, 64)] {
+        let n = 128;
+        let shape = [n, h, h, c];
+        let s = BnShape::nhwc(n, h, h, c);
+        let len = s.len();
+        let b = 4.0 * len as f64;
+        println!("[{n}, {h}, {h}, {c}] ({len} elements)");
+        let x = g.upload(
+            &(0..len)
+                .map(|i| ((i * 7919) % 1000) as f32 * 1e-3)
+                .collect::<Vec<_>>(),
+            &shape,
+        );
+        let (y, y2, sc) = (g.zeros(&shape), g.zeros(&shape), g.zeros(&shape));
+        let vc = || g.upload(&vec![1.0; c], &[c]);
+        let (gm, bt, rm, rv, sm, si, dt, dg, db, ddt) =
+            (vc(), vc(), vc(), vc(), vc(), vc(), vc(), vc(), vc(), vc());
+        let op = norm::batchnorm_train_forward(
+            g,
+            &s,
+            &x,
+            &gm,
+            &bt,
+            &rm,
+            &rv,
+            &y,
+            &sm,
+            &si,
+            Epilogue::Relu,
+        )
+        .unwrap();
+        time("bn train fwd + relu", &op, 3.0 * b);
+        let op = norm::batchnorm_train_forward(
+            g,
+            &s,
+            &x,
+            &gm,
+            &bt,
+            &rm,
+            &rv,
+            &y,
+            &sm,
+            &si,
+            Epilogue::ResidualRelu {
+                dt: &dt,
+                shortcut: &sc,
+            },
+        )
+        .unwrap();
+        time("bn train fwd residual tail", &op, 4.0 * b);
+        let op = norm::batchnorm_infer_forward(g, &s, &x, &gm, &bt, &rm, &rv, &y, Epilogue::Relu)
+            .unwrap();
+        time("bn infer fwd + relu", &op, 2.0 * b);
+        let op = norm::batchnorm_backward(
+            g,
+            &s,
+            &x,
+            &x,
+            &gm,
+            &bt,
+            &sm,
+            &si,
+            &y2,
+            &dg,
+            &db,
+            BnGrad::Relu { y: &y },
+        )
+        .unwrap();
+        time("bn bwd + relu mask", &op, 7.0 * b);
+        let op = norm::batchnorm_backward(
+            g,
+            &s,
+            &x,
+            &x,
+            &gm,
+            &bt,
+            &sm,
+            &si,
+            &y2,
+            &dg,
+            &db,
+            BnGrad::ResidualRelu {
+                y: &y,
+                dt: &dt,
+                ddt: &ddt,
+                dshortcut: &sc,
+            },
+        )
+        .unwrap();
+        time("bn bwd residual tail", &op, 8.0 * b);
+        time("relu fwd", &ew::relu_forward(g, &x, &y).unwrap(), 2.0 * b);
+        time(
+            "relu bwd",
+            &ew::relu_backward(g, &x, &y, &y2).unwrap(),
+            3.0 * b,
+        );
+        time(
+            "add_inplace",
+            &ew::add_inplace(g, &y2, &x).unwrap(),
+            3.0 * b,
+        );
+        time(
+            "step_scale bwd (dF + dΔt)",
+            &ew::step_scale_backward(g, &x, &y, &dt, &y2, &ddt).unwrap(),
+            3.0 * b,
+        );
+        let out_c = g.zeros(&[c]);
+        time(
+            "column_sum a·b",
+            &reduce::column_sum(g, &x, Some(&y), s.rows, c, &out_c, 1.0, false).unwrap(),
+            2.0 * b,
+        );
+    }
+}

@@ -199,7 +199,7 @@ fn apply(
             &y.buf,
             p,
         ],
-        grid_1d(s.len(), WG),
+        grid_1d(chunking(s.rows, s.channels).1 as usize * s.channels, WG),
     )?;
     scratch.push(d1);
     scratch.push(d2);
@@ -430,7 +430,7 @@ pub fn batchnorm_backward(
             dres,
             &p,
         ],
-        grid_1d(s.len(), WG),
+        grid_1d(chunking(s.rows, s.channels).1 as usize * s.channels, WG),
     )?;
     Ok(Op {
         dispatches: vec![d1, d2, d3],
