@@ -104,12 +104,17 @@ fn same_len(names: &str, ts: &[&Tensor]) -> Result<usize> {
     Ok(n)
 }
 
-fn simple(gpu: &Gpu, entry: &str, bufs: &[&wgpu::Buffer], n: usize, c: usize) -> Result<Op> {
-    let p = params(gpu, [n as u32, c as u32, 0, 0, 0, 0, 0, 0]);
+fn simple(gpu: &Gpu, entry: &str, bufs: &[&wgpu::Buffer], n: usize, _c: usize) -> Result<Op> {
+    // Rows of WG elements, `chunk` rows per workgroup: a few hundred workgroups on CPU
+    // adapters (two-ish threads), short loops on real GPUs.
+    let rows = n.div_ceil(WG as usize).max(1);
+    let chunk = if gpu.is_cpu() { rows.div_ceil(256) } else { 4 }.max(1);
+    let groups = rows.div_ceil(chunk);
+    let p = params(gpu, [n as u32, chunk as u32, 0, 0, 0, 0, 0, 0]);
     let k = kernel(gpu, KERNELS, entry, 0)?;
     let mut all: Vec<&wgpu::Buffer> = bufs.to_vec();
     all.push(&p);
-    let d = Dispatch::new(gpu, &k, &all, grid_1d(n, WG))?;
+    let d = Dispatch::new(gpu, &k, &all, grid_1d(groups * WG as usize, WG))?;
     Ok(Op {
         dispatches: vec![d],
         scratch: vec![p],
