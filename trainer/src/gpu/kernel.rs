@@ -252,6 +252,21 @@ impl Recorder<'_> {
         enc.copy_buffer_to_buffer(src, 0, dst, 0, bytes);
     }
 
+    /// Queue a copy of `bytes` bytes from `src` at byte `src_offset` to `dst` at byte
+    /// `dst_offset` (offsets and size multiples of 4).
+    pub fn copy_region(
+        &mut self,
+        src: &wgpu::Buffer,
+        src_offset: u64,
+        dst: &wgpu::Buffer,
+        dst_offset: u64,
+        bytes: u64,
+    ) {
+        self.pass = None;
+        let enc = self.encoder.as_mut().expect("recorder used after submit");
+        enc.copy_buffer_to_buffer(src, src_offset, dst, dst_offset, bytes);
+    }
+
     /// Submit everything recorded (does not wait).
     pub fn submit(mut self) {
         self.pass = None;

@@ -3,6 +3,8 @@
 pub mod context;
 pub mod kernel;
 pub mod tensor;
+// Step-size controllers (2fc, lstm), forward and backward.
+pub mod controller;
 // Convolution and matrix-multiply kernels with their tile tuning.
 pub mod conv;
 pub mod gemm;

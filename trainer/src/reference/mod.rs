@@ -2,3 +2,4 @@
 //! layer, forward next to backward). Tests compare the WGSL kernels against these.
 pub mod ops;
 pub mod conv;
+pub mod controller;
