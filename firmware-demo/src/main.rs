@@ -6,7 +6,8 @@
 //! image 3: label 7 "7", predicted 7 "7" (correct)
 //!   logits: -0.123456 1.234567 ...
 //! ```
-//! then `accuracy: k/n (p%)`, the cycle count, and `done`. Exit status: success when every
+//! then `accuracy: k/n (p%)`, the cycle count, RAM use (statics and the stack's
+//! high-water mark, measured by painting the stack) and `done`. Exit status: success when every
 //! image ran (a misprediction is not a failure: the default model may be untrained); failure
 //! on any error from `tsc-core`, or a panic.
 
@@ -126,10 +127,58 @@ impl Write for Out {
     }
 }
 
+extern "C" {
+    /// Top of the stack and end of the statics (cortex-m-rt's `link.x`).
+    static _stack_start: u32;
+    static _stack_end: u32;
+}
+
+const PAINT: u32 = 0x5AC3_5AC3;
+/// Bytes of stack below `main`'s frame painted to measure the high-water mark.
+const PAINT_WINDOW: usize = 64 * 1024;
+
+/// Fills the free stack below the current frame with `PAINT`; returns the lowest painted
+/// address. No interrupt is enabled yet, so nothing else uses that memory meanwhile.
+#[inline(never)]
+fn paint_stack() -> usize {
+    let sp = cortex_m::register::msp::read() as usize;
+    let end = core::ptr::addr_of!(_stack_end) as usize;
+    let lo = sp.saturating_sub(PAINT_WINDOW).max(end) & !3;
+    let hi = sp - 256; // well below this function's own frame
+    let mut a = lo;
+    while a < hi {
+        // SAFETY: free stack between the statics and the live frames, 4-byte aligned.
+        unsafe { core::ptr::write_volatile(a as *mut u32, PAINT) };
+        a += 4;
+    }
+    lo
+}
+
+/// Deepest stack use since [`paint_stack`], in bytes below the top of the stack.
+fn stack_high_water(lo: usize) -> usize {
+    let top = core::ptr::addr_of!(_stack_start) as usize;
+    let mut a = lo;
+    // SAFETY: reads of the region painted above.
+    while a < top && unsafe { core::ptr::read_volatile(a as *const u32) } == PAINT {
+        a += 4;
+    }
+    top - a
+}
+
 #[entry]
 fn main() -> ! {
+    let lo = paint_stack();
     let mut out = Out::new();
     let ok = run(&mut out);
+    let _ = writeln!(
+        out,
+        "RAM: {} bytes static (scratch, input, state), {} bytes peak stack",
+        ram_static(),
+        stack_high_water(lo)
+    );
+    if ok {
+        let _ = writeln!(out, "done");
+    }
     out.flush();
     debug::exit(if ok {
         debug::EXIT_SUCCESS
@@ -138,6 +187,12 @@ fn main() -> ! {
     });
     #[allow(clippy::empty_loop)]
     loop {}
+}
+
+/// Bytes of RAM taken by statics (`.data`, `.bss`, `.uninit`): from the start of RAM to the
+/// end of the statics.
+fn ram_static() -> usize {
+    core::ptr::addr_of!(_stack_end) as usize - 0x2000_0000
 }
 
 /// Everything the demo does; `false` on an error (already reported).
@@ -257,6 +312,5 @@ fn run(out: &mut Out) -> bool {
             ticks / n as u64
         );
     }
-    let _ = writeln!(out, "done");
     true
 }
