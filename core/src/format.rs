@@ -219,9 +219,13 @@ impl<'a> TensorView<'a> {
         self.data
     }
     /// Copies the elements into `out`, which must have exactly `len()` elements.
-    pub fn copy_to(&self, out: &mut [f32]) -> Result<(), FormatError> {
+    pub fn copy_to(&self, out: &mut [f32]) -> Result<(), crate::layers::LayerError> {
         if out.len() != self.len() {
-            return Err(FormatError::WriterState("copy_to: length mismatch"));
+            return Err(crate::layers::LayerError::Len {
+                what: "TensorView::copy_to",
+                expected: self.len(),
+                got: out.len(),
+            });
         }
         for (o, v) in out.iter_mut().zip(self.iter()) {
             *o = v;

@@ -68,6 +68,12 @@ pub trait Weights {
     /// `Σ_i self[off + i] · x[i]` in the crate's fixed summation order.
     /// Callers guarantee `off + x.len() ≤ len()`.
     fn dot(&self, off: usize, x: &[f32]) -> f32;
+    /// Four dot products with the rows starting at `off + j·stride` (`j = 0..4`), each in
+    /// exactly [`Weights::dot`]'s order, so the results are bit-identical to four `dot`
+    /// calls (implementations only share the loads of `x`).
+    fn dot4(&self, off: usize, stride: usize, x: &[f32]) -> [f32; 4] {
+        core::array::from_fn(|j| self.dot(off + j * stride, x))
+    }
 }
 
 #[inline(always)]
@@ -75,49 +81,110 @@ fn combine(acc: [f32; 8], tail: f32) -> f32 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
-/// `Σ w[i]·x[i]` with the crate's summation order (slices of equal length).
-#[inline]
-pub fn dot(w: &[f32], x: &[f32]) -> f32 {
-    let n = w.len().min(x.len());
-    let (w, x) = (&w[..n], &x[..n]);
-    let mut acc = [0.0f32; 8];
-    let mut wc = w.chunks_exact(8);
-    let mut xc = x.chunks_exact(8);
-    for (a, b) in (&mut wc).zip(&mut xc) {
-        for l in 0..8 {
-            acc[l] += a[l] * b[l];
-        }
-    }
-    let mut tail = 0.0f32;
-    for (a, b) in wc.remainder().iter().zip(xc.remainder()) {
-        tail += a * b;
-    }
-    combine(acc, tail)
-}
-
 #[inline(always)]
 fn le(b: &[u8]) -> f32 {
     f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// Source of 8-float chunks: `[f32]` or little-endian bytes.
+trait Lanes {
+    /// Number of f32.
+    fn n(&self) -> usize;
+    /// Floats `8·i .. 8·i + 8` (caller ensures `8·i + 8 ≤ n`).
+    fn chunk(&self, i: usize) -> [f32; 8];
+    /// Float `i`.
+    fn one(&self, i: usize) -> f32;
+}
+
+impl Lanes for &[f32] {
+    #[inline(always)]
+    fn n(&self) -> usize {
+        self.len()
+    }
+    #[inline(always)]
+    fn chunk(&self, i: usize) -> [f32; 8] {
+        let c: &[f32; 8] = self[8 * i..8 * i + 8].try_into().unwrap_or(&[0.0; 8]);
+        *c
+    }
+    #[inline(always)]
+    fn one(&self, i: usize) -> f32 {
+        self[i]
+    }
+}
+
+struct Le<'a>(&'a [u8]);
+
+impl Lanes for Le<'_> {
+    #[inline(always)]
+    fn n(&self) -> usize {
+        self.0.len() / 4
+    }
+    #[inline(always)]
+    fn chunk(&self, i: usize) -> [f32; 8] {
+        let c: &[u8; 32] = self.0[32 * i..32 * i + 32].try_into().unwrap_or(&[0; 32]);
+        core::array::from_fn(|l| {
+            f32::from_le_bytes([c[4 * l], c[4 * l + 1], c[4 * l + 2], c[4 * l + 3]])
+        })
+    }
+    #[inline(always)]
+    fn one(&self, i: usize) -> f32 {
+        le(&self.0[4 * i..4 * i + 4])
+    }
+}
+
+/// The crate's dot product: 8 interleaved partial sums, then pairwise combination, then
+/// the sequential tail. `R` rows share the loads of `x`; row `j`'s result is independent
+/// of `R` (bit-identical to computing it alone).
+#[inline(always)]
+fn dot_rows<const R: usize, L: Lanes>(rows: [L; R], x: &[f32]) -> [f32; R] {
+    let n = x.len();
+    debug_assert!(rows.iter().all(|r| r.n() >= n));
+    let full = n / 8;
+    let mut acc = [[0.0f32; 8]; R];
+    for i in 0..full {
+        let xc: &[f32; 8] = x[8 * i..8 * i + 8].try_into().unwrap_or(&[0.0; 8]);
+        for j in 0..R {
+            let w = rows[j].chunk(i);
+            for l in 0..8 {
+                acc[j][l] += w[l] * xc[l];
+            }
+        }
+    }
+    core::array::from_fn(|j| {
+        let mut tail = 0.0f32;
+        for (i, &xv) in x.iter().enumerate().skip(8 * full) {
+            tail += rows[j].one(i) * xv;
+        }
+        combine(acc[j], tail)
+    })
+}
+
+/// `Σ w[i]·x[i]` with the crate's summation order (over `min(w.len(), x.len())` terms).
+#[inline]
+pub fn dot(w: &[f32], x: &[f32]) -> f32 {
+    let n = w.len().min(x.len());
+    dot_rows([&w[..n]], &x[..n])[0]
 }
 
 /// [`dot`] with the weights given as little-endian f32 bytes (any alignment).
 #[inline]
 pub fn dot_le_bytes(w: &[u8], x: &[f32]) -> f32 {
     let n = (w.len() / 4).min(x.len());
-    let (w, x) = (&w[..4 * n], &x[..n]);
-    let mut acc = [0.0f32; 8];
-    let mut wc = w.chunks_exact(32);
-    let mut xc = x.chunks_exact(8);
-    for (a, b) in (&mut wc).zip(&mut xc) {
-        for l in 0..8 {
-            acc[l] += le(&a[4 * l..4 * l + 4]) * b[l];
-        }
-    }
-    let mut tail = 0.0f32;
-    for (a, b) in wc.remainder().chunks_exact(4).zip(xc.remainder()) {
-        tail += le(a) * b;
-    }
-    combine(acc, tail)
+    dot_rows([Le(&w[..4 * n])], &x[..n])[0]
+}
+
+/// [`dot`] of four weight rows (each at least `x.len()` long) with the same `x`.
+#[inline]
+pub fn dot4(r: [&[f32]; 4], x: &[f32]) -> [f32; 4] {
+    let n = r.iter().map(|w| w.len()).fold(x.len(), usize::min);
+    dot_rows(r.map(|w| &w[..n]), &x[..n])
+}
+
+/// [`dot4`] with the rows as little-endian f32 bytes.
+#[inline]
+pub fn dot4_le_bytes(r: [&[u8]; 4], x: &[f32]) -> [f32; 4] {
+    let n = r.iter().map(|w| w.len() / 4).fold(x.len(), usize::min);
+    dot_rows(r.map(|w| Le(&w[..4 * n])), &x[..n])
 }
 
 impl Weights for [f32] {
@@ -129,6 +196,11 @@ impl Weights for [f32] {
     }
     fn dot(&self, off: usize, x: &[f32]) -> f32 {
         dot(&self[off..off + x.len()], x)
+    }
+    fn dot4(&self, off: usize, stride: usize, x: &[f32]) -> [f32; 4] {
+        let n = x.len();
+        let row = |j: usize| &self[off + j * stride..off + j * stride + n];
+        dot4([row(0), row(1), row(2), row(3)], x)
     }
 }
 
@@ -142,6 +214,12 @@ impl Weights for crate::format::TensorView<'_> {
     fn dot(&self, off: usize, x: &[f32]) -> f32 {
         dot_le_bytes(&self.bytes()[4 * off..4 * (off + x.len())], x)
     }
+    fn dot4(&self, off: usize, stride: usize, x: &[f32]) -> [f32; 4] {
+        let n = x.len();
+        let b = self.bytes();
+        let row = |j: usize| &b[4 * (off + j * stride)..4 * (off + j * stride + n)];
+        dot4_le_bytes([row(0), row(1), row(2), row(3)], x)
+    }
 }
 
 impl<T: Weights + ?Sized> Weights for &T {
@@ -153,6 +231,9 @@ impl<T: Weights + ?Sized> Weights for &T {
     }
     fn dot(&self, off: usize, x: &[f32]) -> f32 {
         (**self).dot(off, x)
+    }
+    fn dot4(&self, off: usize, stride: usize, x: &[f32]) -> [f32; 4] {
+        (**self).dot4(off, stride, x)
     }
 }
 
@@ -212,6 +293,9 @@ impl Conv2d {
             .w
             .checked_add(pad2)
             .ok_or(LayerError::Shape("overflow"))?;
+        if ph > isize::MAX as usize || pw > isize::MAX as usize {
+            return Err(LayerError::Shape("overflow"));
+        }
         if ph < kh || pw < kw {
             return Err(LayerError::Shape("kernel larger than padded input"));
         }
@@ -277,19 +361,39 @@ pub fn conv2d<W: Weights + ?Sized, B: Weights + ?Sized>(
             let kx_hi = ((w as isize - ix0).min(p.kw as isize)).max(0) as usize;
             let obase = (oy * out.w + ox) * p.out_c;
             let orow = &mut output[obase..obase + p.out_c];
-            for (o, y) in orow.iter_mut().enumerate() {
+            let bias_at = |o: usize| match bias {
+                Some(b) => b.at(o),
+                None => 0.0,
+            };
+            let ix_lo = (ix0 + kx_lo as isize) as usize;
+            let mut o = 0;
+            if g == 1 && kx_lo < kx_hi {
+                // Four output channels at a time share the input loads.
+                let n = (kx_hi - kx_lo) * cin;
+                while o + 4 <= p.out_c {
+                    let mut acc: [f32; 4] = core::array::from_fn(|j| bias_at(o + j));
+                    for ky in ky_lo..ky_hi {
+                        let iy = (iy0 + ky as isize) as usize;
+                        let ib = (iy * w + ix_lo) * cin;
+                        let woff = o * wo_len + ky * wrow + kx_lo * cin;
+                        let d = weights.dot4(woff, wo_len, &input[ib..ib + n]);
+                        for j in 0..4 {
+                            acc[j] += d[j];
+                        }
+                    }
+                    orow[o..o + 4].copy_from_slice(&acc);
+                    o += 4;
+                }
+            }
+            for (o, y) in orow.iter_mut().enumerate().skip(o) {
                 let gi = o / cog;
-                let mut acc = match bias {
-                    Some(b) => b.at(o),
-                    None => 0.0,
-                };
+                let mut acc = bias_at(o);
                 if kx_lo >= kx_hi {
                     *y = acc;
                     continue;
                 }
                 for ky in ky_lo..ky_hi {
                     let iy = (iy0 + ky as isize) as usize;
-                    let ix_lo = (ix0 + kx_lo as isize) as usize;
                     let woff = o * wo_len + ky * wrow;
                     if g == 1 {
                         let ib = (iy * w + ix_lo) * cin;
@@ -540,6 +644,18 @@ mod tests {
             bytes[4 * i..4 * i + 4].copy_from_slice(&v.to_le_bytes());
         }
         assert_eq!(dot(&w, &x).to_bits(), dot_le_bytes(&bytes, &x).to_bits());
+        // dot4 rows are bit-identical to single dots, for slices and bytes, any length.
+        for n in [0usize, 1, 7, 8, 9, 16, 19] {
+            let xs = &x[..n];
+            let rows = [&w[..n], &w[..n], &x[..n], &x[..n]];
+            let d4 = dot4(rows, xs);
+            let wb = &bytes[..4 * n];
+            let b4 = dot4_le_bytes([wb, wb, wb, wb], xs);
+            for j in 0..4 {
+                assert_eq!(d4[j].to_bits(), dot(rows[j], xs).to_bits());
+                assert_eq!(b4[j].to_bits(), dot(&w[..n], xs).to_bits());
+            }
+        }
     }
 
     #[test]
