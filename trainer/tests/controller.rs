@@ -372,7 +372,7 @@ fn reference_backward_matches_finite_differences() {
         let g = refc::backward(case.mode, &pr.blocks, &pr.params, h, &s, &pr.ddt);
         let mut worst = 0.0f64;
         for (si, p) in pr.params.iter().enumerate() {
-            for f in 0..6 {
+            for (f, name) in FIELDS.iter().enumerate() {
                 let n = field(p, f).len();
                 if n == 0 {
                     continue;
@@ -387,8 +387,8 @@ fn reference_backward_matches_finite_differences() {
                     *out = (lp - lm) / (2.0 * eps);
                 }
                 let err = rel_err(field(&g.params[si], f), &fd);
-                println!("{case:?} set {si} {}: FD rel err {err:.2e}", FIELDS[f]);
-                assert!(err < 1e-6, "{case:?} {}: {err}", FIELDS[f]);
+                println!("{case:?} set {si} {name}: FD rel err {err:.2e}");
+                assert!(err < 1e-6, "{case:?} {name}: {err}");
                 worst = worst.max(err);
             }
         }
@@ -583,4 +583,97 @@ fn wrong_parameter_sets_are_errors() {
         lstm: None,
     };
     assert!(StageController::new(&gpu, CtlMode::Lstm, &[block], &[p], 1).is_err());
+}
+
+/// Timing on the current adapter (`cargo test -p tsc-trainer --test controller -- --ignored
+/// --nocapture`): forward and backward of one stage, ResNet-20 and ResNet-110 shapes.
+#[test]
+#[ignore]
+fn timing() {
+    let gpu = Gpu::new(None).unwrap();
+    println!("adapter: {}", gpu.describe());
+    for (mode, c, nb) in [
+        (CtlMode::Lstm, 64, 3),
+        (CtlMode::TwoFc, 64, 3),
+        (CtlMode::Lstm, 64, 18),
+        (CtlMode::TwoFc, 64, 18),
+        (CtlMode::Lstm, 16, 18),
+    ] {
+        let h = c / 4;
+        let k = 18 * c;
+        let z = |s: &[usize]| gpu.zeros(s);
+        let bt: Vec<[Tensor; 6]> = (0..nb)
+            .map(|_| {
+                [
+                    z(&[c, 3, 3, c]),
+                    z(&[c, 3, 3, c]),
+                    z(&[c, 3, 3, c]),
+                    z(&[c, 3, 3, c]),
+                    z(&[c]),
+                    z(&[c]),
+                ]
+            })
+            .collect();
+        let sets = if mode == CtlMode::Lstm { 1 } else { nb };
+        let shapes = [
+            vec![h, k],
+            vec![h],
+            vec![c, h],
+            vec![c],
+            vec![4 * h, 2 * h],
+            vec![4 * h],
+        ];
+        let pt: Vec<[Tensor; 12]> = (0..sets)
+            .map(|_| std::array::from_fn(|i| z(&shapes[i % 6])))
+            .collect();
+        let blocks: Vec<BlockTensors> = bt
+            .iter()
+            .map(|t| BlockTensors {
+                conv1_w: &t[0],
+                conv2_w: &t[1],
+                conv1_dw: &t[2],
+                conv2_dw: &t[3],
+                dt: &t[4],
+                ddt: &t[5],
+            })
+            .collect();
+        let params: Vec<CtlParams> = pt
+            .iter()
+            .map(|t| CtlParams {
+                fc_in_w: &t[0],
+                fc_in_b: &t[1],
+                fc_out_w: &t[2],
+                fc_out_b: &t[3],
+                d_fc_in_w: &t[6],
+                d_fc_in_b: &t[7],
+                d_fc_out_w: &t[8],
+                d_fc_out_b: &t[9],
+                lstm: (mode == CtlMode::Lstm).then(|| LstmTensors {
+                    w: &t[4],
+                    b: &t[5],
+                    dw: &t[10],
+                    db: &t[11],
+                }),
+            })
+            .collect();
+        let ctl = StageController::new(&gpu, mode, &blocks, &params, h).unwrap();
+        let time = |fwd: bool| {
+            let mut best = f64::MAX;
+            for _ in 0..5 {
+                let t0 = std::time::Instant::now();
+                let mut rec = gpu.recorder();
+                if fwd {
+                    ctl.record_forward(&mut rec);
+                } else {
+                    ctl.record_backward(&mut rec);
+                }
+                rec.submit();
+                gpu.wait().unwrap();
+                best = best.min(t0.elapsed().as_secs_f64());
+            }
+            best * 1e3
+        };
+        let (f, b) = (time(true), time(false));
+        println!("{mode:?} C={c} blocks={nb}: forward {f:.2} ms, backward {b:.2} ms (best of 5)");
+    }
 }

@@ -323,8 +323,6 @@ impl StageController {
                     [1, 1, 1],
                 )?);
             }
-            let extra = if mode == CtlMode::TwoFc { h * k } else { 0 };
-            let n = b.conv1_w.len() + b.conv2_w.len() + extra;
             bwd.push(Dispatch::new(
                 gpu,
                 &k_grad,
@@ -336,7 +334,7 @@ impl StageController {
                     &p.d_fc_in_w.buf,
                     &u,
                 ],
-                grid_1d(n, 64),
+                grid_1d(k, 64),
             )?);
             uniforms.push(u);
         }

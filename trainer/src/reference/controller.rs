@@ -7,6 +7,9 @@
 //! length (`K1 = len(conv1) / cin1`, `K2 = len(conv2) / cin2`; `18·C` for 3×3 basic blocks).
 //! Parameters ([`Params`]) are one set per block for `2fc` and one set for the stage for `lstm`.
 
+// Index loops on purpose: they read like the equations.
+#![allow(clippy::needless_range_loop)]
+
 /// Which controller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
