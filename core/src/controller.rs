@@ -60,8 +60,8 @@ pub fn weight_summary<W: Weights + ?Sized>(
 
 /// One LSTM step (Eq. 11, gate rows `i, f, g, o`): `z = W·[h, x] + b` with `W` `[4H][2H]`
 /// (`h` first), then `c = σ(f)⊙c + σ(i)⊙tanh(g)`, `h = σ(o)⊙tanh(c)`. `h`, `c` are updated
-/// in place; `gates` (4H) is workspace. Each row is `dot(W[j][..H], h) + dot(W[j][H..], x)
-/// + b[j]`.
+/// in place; `gates` (4H) is workspace. Each row is
+/// `dot(W[j][..H], h) + dot(W[j][H..], x) + b[j]`.
 pub fn lstm_cell<W: Weights + ?Sized, B: Weights + ?Sized>(
     w: &W,
     b: &B,
