@@ -22,6 +22,9 @@
 //! Dispatches per stage of B blocks and per step: forward B (summary + fc_in [+ 2fc head]) + 1
 //! (lstm) + B copies of Δt; backward B copies of dΔt + 2 (lstm: BPTT, parameter gradients) or
 //! B (2fc: head) + B (conv-weight gradients). Every kernel binds at most 7 storage buffers.
+//! The backward pass uses the Δt saved in its scratch, not the blocks' `dt` tensors. Measured on
+//! lavapipe (2 cores): one C=64 stage, forward + backward, 3 blocks ≈ 2.5 ms, 18 blocks ≈ 15 ms
+//! (`cargo test -p tsc-trainer --test controller timing -- --ignored --nocapture`).
 
 use super::{grid_1d, Dispatch, Gpu, Kernel, Recorder, Slot, Tensor};
 use anyhow::{anyhow, bail, ensure, Result};
