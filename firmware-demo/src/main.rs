@@ -51,6 +51,8 @@ impl<T> TakeOnce<T> {
             cell: UnsafeCell::new(v),
         }
     }
+    // The `&mut` comes out of the `UnsafeCell`, at most once (guarded by `taken`).
+    #[allow(clippy::mut_from_ref)]
     fn take(&'static self) -> Option<&'static mut T> {
         if self.taken.swap(true, Ordering::AcqRel) {
             None
