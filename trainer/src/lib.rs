@@ -1,6 +1,10 @@
 //! tsc-trainer: the GPU trainer. See docs/DESIGN.md.
 pub mod bench;
+pub mod config;
+pub mod model;
+pub mod net;
 pub mod data;
 pub mod gpu;
 pub mod reference;
 pub mod rng;
+pub mod tools;

@@ -3,3 +3,4 @@
 pub mod ops;
 pub mod conv;
 pub mod controller;
+pub mod network;

@@ -1,0 +1,217 @@
+//! Host-side model state: the architecture (core's `Arch`), initialisation, and checkpoints
+//! written with core's model format (atomically: temporary file, then rename).
+//!
+//! `HostModel` is the list of every tensor of the unfolded checkpoint in core's canonical
+//! order, plus optional extra tensors (`opt.*` momentum, `meta.*` training position).
+
+use crate::config::{parse_steps, TrainConfig};
+use crate::rng::Rng;
+use anyhow::{anyhow, bail, Context, Result};
+use std::path::Path;
+use tsc_core::arch::{Arch, BlockPart, BnField, CtlPart, ModelKind, Shape3, ShortcutKind, StepMode, TensorId};
+use tsc_core::format::{self, Model};
+
+/// One named tensor on the host.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// Everything a checkpoint holds.
+#[derive(Clone, Debug)]
+pub struct HostModel {
+    pub arch: Arch,
+    pub class_names: Vec<String>,
+    /// Canonical tensors of the unfolded network, in core's canonical order.
+    pub tensors: Vec<HostTensor>,
+    /// Extra tensors (`opt.*`, `meta.*`), written after the canonical ones.
+    pub extras: Vec<HostTensor>,
+}
+
+/// The architecture a config describes for a dataset of `input` shape and `classes`.
+pub fn arch_for(cfg: &TrainConfig, input: Shape3, classes: usize, mean: &[f32], std: &[f32]) -> Result<Arch> {
+    let shortcut = if cfg.shortcut.eq_ignore_ascii_case("B") { ShortcutKind::B } else { ShortcutKind::A };
+    let mut arch = Arch::cifar(cfg.blocks_per_stage(), cfg.stem_width(), parse_steps(&cfg.steps)?, shortcut);
+    arch.input = input;
+    arch.classes = classes;
+    arch.reduction = cfg.reduction;
+    if mean.len() != input.c || std.len() != input.c {
+        bail!("normalisation has {} channels, the input {}", mean.len(), input.c);
+    }
+    arch.mean = [0.0; tsc_core::arch::MAX_INPUT_CHANNELS];
+    arch.std = [1.0; tsc_core::arch::MAX_INPUT_CHANNELS];
+    arch.mean[..input.c].copy_from_slice(mean);
+    arch.std[..input.c].copy_from_slice(std);
+    arch.validate().map_err(|e| anyhow!("invalid architecture: {e}"))?;
+    Ok(arch)
+}
+
+/// Initial value of one tensor: He (fan-out) normal for convolutions as in He et al. 2015 and
+/// the paper; PyTorch's default uniform(±1/√fan_in) for fully connected layers and the LSTM;
+/// BN γ = 1, β = 0, running mean 0, var 1; `indp` Δt = 0.5.
+fn init_tensor(id: TensorId, shape: &[usize], rng: &mut Rng) -> Vec<f32> {
+    let n: usize = shape.iter().product();
+    let normal = |rng: &mut Rng, std: f32| (0..n).map(|_| rng.normal() * std).collect::<Vec<f32>>();
+    let uniform = |rng: &mut Rng, bound: f32| (0..n).map(|_| rng.uniform_range(-bound, bound)).collect();
+    let bn = |f: BnField| match f {
+        BnField::Gamma | BnField::Var => vec![1.0; n],
+        BnField::Beta | BnField::Mean => vec![0.0; n],
+    };
+    let conv = |rng: &mut Rng| {
+        let fan_out = (shape[0] * shape[1] * shape[2]) as f32;
+        normal(rng, (2.0 / fan_out).sqrt())
+    };
+    match id {
+        TensorId::StemConvW => conv(rng),
+        TensorId::StemBn(f) => bn(f),
+        TensorId::FcW => uniform(rng, 1.0 / (shape[1] as f32).sqrt()),
+        TensorId::FcB => vec![0.0; n],
+        TensorId::Block { part, .. } => match part {
+            BlockPart::Conv1W | BlockPart::Conv2W | BlockPart::ProjW => conv(rng),
+            BlockPart::Bn1(f) | BlockPart::Bn2(f) | BlockPart::ProjBn(f) => bn(f),
+            BlockPart::Dt => vec![0.5; n],
+            BlockPart::Ctl(p) => ctl_init(p, shape, rng),
+            BlockPart::Conv1B | BlockPart::Conv2B | BlockPart::ProjB => vec![0.0; n],
+        },
+        TensorId::StageCtl { part, .. } => ctl_init(part, shape, rng),
+        TensorId::StemConvB => vec![0.0; n],
+    }
+}
+
+/// Controller init: uniform(±1/√fan_in) weights, zero biases, so Δt = sigmoid(≈0) ≈ 0.5 at
+/// the start, the value the paper's shallow blocks keep (Table 4).
+fn ctl_init(p: CtlPart, shape: &[usize], rng: &mut Rng) -> Vec<f32> {
+    let n: usize = shape.iter().product();
+    match p {
+        CtlPart::FcInW | CtlPart::FcOutW | CtlPart::LstmW => {
+            let bound = 1.0 / (shape[1] as f32).sqrt();
+            (0..n).map(|_| rng.uniform_range(-bound, bound)).collect()
+        }
+        CtlPart::FcInB | CtlPart::FcOutB | CtlPart::LstmB => vec![0.0; n],
+    }
+}
+
+impl HostModel {
+    /// A freshly initialised model (deterministic in `seed`).
+    pub fn init(arch: Arch, class_names: Vec<String>, seed: u64) -> Result<HostModel> {
+        let mut rng = Rng::new(seed).fork(0x1a17);
+        let mut tensors = Vec::new();
+        arch.for_each_tensor::<()>(ModelKind::Checkpoint, |id, dims| {
+            let shape = dims.as_slice().to_vec();
+            let data = init_tensor(id, &shape, &mut rng);
+            tensors.push(HostTensor { name: id.name().as_str().to_string(), shape, data });
+            Ok(())
+        })
+        .map_err(|_| anyhow!("architecture enumeration failed"))?;
+        Ok(HostModel { arch, class_names, tensors, extras: Vec::new() })
+    }
+
+    /// The canonical tensor called `name`.
+    pub fn get(&self, name: &str) -> Option<&HostTensor> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut HostTensor> {
+        self.tensors.iter_mut().find(|t| t.name == name)
+    }
+    /// The extra tensor called `name`.
+    pub fn extra(&self, name: &str) -> Option<&HostTensor> {
+        self.extras.iter().find(|t| t.name == name)
+    }
+
+    /// Encode in core's format (unfolded checkpoint).
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let names: Vec<&str> = self.class_names.iter().map(String::as_str).collect();
+        let all = self.tensors.iter().chain(self.extras.iter());
+        let mut out = Vec::new();
+        format::write_model(
+            &self.arch,
+            ModelKind::Checkpoint,
+            &names,
+            all.map(|t| (t.name.as_str(), t.shape.as_slice(), t.data.as_slice())),
+            &mut out,
+        )
+        .map_err(|e| anyhow!("cannot encode checkpoint: {e}"))?;
+        Ok(out)
+    }
+
+    /// Decode an unfolded checkpoint (validated by core).
+    pub fn decode(bytes: &[u8]) -> Result<HostModel> {
+        let m = Model::parse(bytes).map_err(|e| anyhow!("{e}"))?;
+        if m.kind() != ModelKind::Checkpoint {
+            bail!("this is a folded inference model, not a training checkpoint");
+        }
+        let mut tensors = Vec::new();
+        let mut extras = Vec::new();
+        for t in m.tensors() {
+            let ht = HostTensor { name: t.name().to_string(), shape: t.dims().to_vec(), data: t.iter().collect() };
+            if TensorId::parse(t.name()).is_some() {
+                tensors.push(ht);
+            } else {
+                extras.push(ht);
+            }
+        }
+        // Canonical order, so GPU upload order matches `init`.
+        let mut ordered = Vec::with_capacity(tensors.len());
+        m.arch()
+            .for_each_tensor::<()>(ModelKind::Checkpoint, |id, _| {
+                let name = id.name();
+                if let Some(i) = tensors.iter().position(|t: &HostTensor| t.name == name.as_str()) {
+                    ordered.push(tensors.swap_remove(i));
+                }
+                Ok(())
+            })
+            .ok();
+        Ok(HostModel {
+            arch: *m.arch(),
+            class_names: m.class_names().map(str::to_string).collect(),
+            tensors: ordered,
+            extras,
+        })
+    }
+
+    /// Write atomically: a crash mid-write never leaves a truncated checkpoint behind.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        write_atomic(path, &self.encode()?)
+    }
+
+    pub fn load(path: &Path) -> Result<HostModel> {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read checkpoint {}", path.display()))?;
+        HostModel::decode(&bytes).with_context(|| format!("invalid checkpoint {}", path.display()))
+    }
+}
+
+/// Write `bytes` to `path` through a temporary file in the same folder and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name().and_then(|s| s.to_str()).unwrap_or("out"),
+        std::process::id()
+    ));
+    let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.sync_all().ok();
+    drop(f);
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
+}
+
+/// Step-size description for logs.
+pub fn describe_arch(a: &Arch) -> String {
+    let depth = 6 * a.stages().first().map_or(0, |s| s.blocks) + 2;
+    let widths: Vec<String> = a.stages().iter().map(|s| s.width.to_string()).collect();
+    let steps = crate::config::steps_name(a.step);
+    let r = if matches!(a.step, StepMode::TwoFc | StepMode::Lstm) { format!(" r={}", a.reduction) } else { String::new() };
+    format!(
+        "ResNet-{depth} widths {} shortcut {:?} steps {steps}{r}, input {}x{}x{}, {} classes",
+        widths.join("/"),
+        a.shortcut,
+        a.input.h,
+        a.input.w,
+        a.input.c,
+        a.classes
+    )
+}

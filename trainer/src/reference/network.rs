@@ -1,0 +1,100 @@
+//! f64 reference of the whole network's training loss (BatchNorm with batch statistics, Δt
+//! from the configured step mode), composed from the per-layer references. The whole-network
+//! gradient check differentiates this by central differences and compares with the GPU's
+//! backward pass.
+
+use super::controller as ctl;
+use super::conv::conv2d_forward;
+use super::ops::{bn_train_forward, gap_forward, linear_forward, shortcut_a_forward, softmax_ce};
+use crate::gpu::conv::ConvShape;
+use std::collections::HashMap;
+use tsc_core::arch::{Arch, ShortcutKind, StepMode};
+
+/// Canonical tensors by name, in f64.
+pub type Weights = HashMap<String, Vec<f64>>;
+
+fn conv(w: &Weights, name: &str, x: &[f64], s: ConvShape) -> Vec<f64> {
+    conv2d_forward(&s, x, &w[name], None)
+}
+
+fn bn(w: &Weights, prefix: &str, x: &[f64], c: usize) -> Vec<f64> {
+    bn_train_forward(x, c, &w[&format!("{prefix}.gamma")], &w[&format!("{prefix}.beta")]).y
+}
+
+fn relu(v: Vec<f64>) -> Vec<f64> {
+    v.into_iter().map(|x| x.max(0.0)).collect()
+}
+
+/// Δt of every block of `stage` for the model's step mode.
+pub fn stage_steps(a: &Arch, w: &Weights, stage: usize) -> Vec<Vec<f64>> {
+    let st = a.stages()[stage];
+    let c = st.width;
+    match a.step {
+        StepMode::Fixed(v) => vec![vec![v as f64; c]; st.blocks],
+        StepMode::Indp => (0..st.blocks).map(|b| w[&format!("s{stage}.b{b}.dt")].clone()).collect(),
+        StepMode::TwoFc | StepMode::Lstm => {
+            let blocks: Vec<ctl::Block> = (0..st.blocks)
+                .map(|b| {
+                    let g = a.block_geom(stage, b);
+                    ctl::Block {
+                        conv1: w[&format!("s{stage}.b{b}.conv1.w")].clone(),
+                        cin1: g.input.c,
+                        conv2: w[&format!("s{stage}.b{b}.conv2.w")].clone(),
+                        cin2: c,
+                    }
+                })
+                .collect();
+            let params = |p: &str| ctl::Params {
+                fc_in_w: w[&format!("{p}.fc_in.w")].clone(),
+                fc_in_b: w[&format!("{p}.fc_in.b")].clone(),
+                lstm_w: w.get(&format!("{p}.lstm.w")).cloned().unwrap_or_default(),
+                lstm_b: w.get(&format!("{p}.lstm.b")).cloned().unwrap_or_default(),
+                fc_out_w: w[&format!("{p}.fc_out.w")].clone(),
+                fc_out_b: w[&format!("{p}.fc_out.b")].clone(),
+            };
+            let (mode, ps) = if a.step == StepMode::Lstm {
+                (ctl::Mode::Lstm, vec![params(&format!("s{stage}.ctl"))])
+            } else {
+                (ctl::Mode::TwoFc, (0..st.blocks).map(|b| params(&format!("s{stage}.b{b}.ctl"))).collect())
+            };
+            ctl::forward(mode, &blocks, &ps, a.hidden(stage)).dt
+        }
+    }
+}
+
+/// Mean softmax cross-entropy of a training-mode forward pass over `images` (NHWC, already
+/// normalised) with `labels`.
+pub fn train_loss(a: &Arch, w: &Weights, images: &[f64], labels: &[u32]) -> f64 {
+    let n = labels.len();
+    let (h, wd, cin) = (a.input.h, a.input.w, a.input.c);
+    let w0 = a.stem_width;
+    let s = ConvShape { n, h, w: wd, cin, cout: w0, kh: 3, kw: 3, stride: 1, pad: 1, groups: 1 };
+    let mut x = relu(bn(w, "stem.bn", &conv(w, "stem.conv.w", images, s), w0));
+    for (si, st) in a.stages().iter().enumerate() {
+        let steps = stage_steps(a, w, si);
+        for b in 0..st.blocks {
+            let g = a.block_geom(si, b);
+            let (hi, wi, ci) = (g.input.h, g.input.w, g.input.c);
+            let (ho, wo, c) = (g.output.h, g.output.w, g.output.c);
+            let p = format!("s{si}.b{b}");
+            let s1 = ConvShape { n, h: hi, w: wi, cin: ci, cout: c, kh: 3, kw: 3, stride: g.stride, pad: 1, groups: 1 };
+            let s2 = ConvShape { n, h: ho, w: wo, cin: c, cout: c, kh: 3, kw: 3, stride: 1, pad: 1, groups: 1 };
+            let r1 = relu(bn(w, &format!("{p}.bn1"), &conv(w, &format!("{p}.conv1.w"), &x, s1), c));
+            let f = bn(w, &format!("{p}.bn2"), &conv(w, &format!("{p}.conv2.w"), &r1, s2), c);
+            let short = if !g.shape_change {
+                x.clone()
+            } else if a.shortcut == ShortcutKind::A {
+                shortcut_a_forward(&x, n, hi, wi, ci, c)
+            } else {
+                let sp = ConvShape { n, h: hi, w: wi, cin: ci, cout: c, kh: 1, kw: 1, stride: g.stride, pad: 0, groups: 1 };
+                bn(w, &format!("{p}.projbn"), &conv(w, &format!("{p}.proj.w"), &x, sp), c)
+            };
+            let dt = &steps[b];
+            x = f.iter().enumerate().map(|(i, &v)| (short[i] + dt[i % c] * v).max(0.0)).collect();
+        }
+    }
+    let last = a.head_input();
+    let pooled = gap_forward(&x, n, last.h * last.w, last.c);
+    let logits = linear_forward(&pooled, &w["fc.w"], &w["fc.b"], n, last.c, a.classes);
+    softmax_ce(&logits, labels, a.classes).0
+}

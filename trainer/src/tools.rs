@@ -1,0 +1,197 @@
+//! Commands that need no GPU: they run `core` on the CPU (`export`, `predict`, `info`,
+//! `steps`), so a user can check an export on any machine.
+
+use crate::model::{describe_arch, write_atomic};
+use anyhow::{anyhow, bail, Context, Result};
+use std::path::Path;
+use tsc_core::arch::{Arch, ModelKind, StepMode};
+use tsc_core::Model;
+
+/// Read and validate a model file (checkpoint or folded).
+pub fn read_model(path: &Path) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read model {}", path.display()))?;
+    Model::parse(&bytes).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    Ok(bytes)
+}
+
+fn parse(bytes: &[u8]) -> Model<'_> {
+    Model::parse(bytes).expect("validated by read_model")
+}
+
+/// `trainer export CHECKPOINT --out MODEL`: fold BN and Δt into a plain ResNet.
+pub fn export(checkpoint: &Path, out: &Path) -> Result<()> {
+    let bytes = read_model(checkpoint)?;
+    let ck = parse(&bytes);
+    if ck.kind() != ModelKind::Checkpoint {
+        bail!("{} is already a folded inference model", checkpoint.display());
+    }
+    let folded = tsc_core::fold::fold_to_vec(&ck).map_err(|e| anyhow!("folding failed: {e:?}"))?;
+    write_atomic(out, &folded)?;
+    let m = parse(&folded);
+    let counts = count(m.arch());
+    println!(
+        "exported {} -> {} ({} bytes, {} parameters, {:.2} MFLOPs/image, scratch {} f32)",
+        checkpoint.display(),
+        out.display(),
+        folded.len(),
+        counts.infer_params,
+        counts.infer_macs as f64 * 2e-6,
+        m.scratch_len()
+    );
+    Ok(())
+}
+
+/// Softmax of logits (for reporting only).
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let m = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = logits.iter().map(|&v| (v - m).exp()).collect();
+    let s: f32 = e.iter().sum();
+    e.into_iter().map(|v| v / s).collect()
+}
+
+/// `trainer predict MODEL IMAGE...`: classify image files with core on the CPU.
+pub fn predict(model_path: &Path, images: &[std::path::PathBuf]) -> Result<()> {
+    if images.is_empty() {
+        bail!("no image given: trainer predict MODEL IMAGE...");
+    }
+    let bytes = read_model(model_path)?;
+    let m = parse(&bytes);
+    let a = *m.arch();
+    let mut scratch = vec![0.0f32; m.scratch_len()];
+    let mut logits = vec![0.0f32; a.classes];
+    for path in images {
+        let pixels = crate::data::folder::load_image(path, (a.input.h, a.input.w), a.input.c)
+            .with_context(|| format!("cannot use image {}", path.display()))?;
+        let input: Vec<f32> = pixels.iter().map(|&v| v as f32 / 255.0).collect();
+        tsc_core::infer(&m, &input, &mut scratch, &mut logits).map_err(|e| anyhow!("inference failed: {e:?}"))?;
+        let p = softmax(&logits);
+        let best = tsc_core::layers::argmax(&logits).unwrap_or(0);
+        let name = m.class_name(best).filter(|s| !s.is_empty()).map(str::to_string).unwrap_or(best.to_string());
+        println!("{}: {} ({:.1}%)", path.display(), name, 100.0 * p[best]);
+    }
+    Ok(())
+}
+
+/// Parameter and multiply-add counts (the paper's Table 2 columns).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counts {
+    /// Trainable parameters while training: convs, BN γ/β, fc, and Δt / the controller.
+    pub train_params: usize,
+    /// Parameters of the folded model: convs with biases, fc.
+    pub infer_params: usize,
+    /// Controller parameters alone (Table 1).
+    pub controller_params: usize,
+    /// Multiply-adds of one training forward (network + controller, once per step).
+    pub train_macs: usize,
+    /// Multiply-adds of one folded inference.
+    pub infer_macs: usize,
+}
+
+/// Count parameters and MACs of an architecture.
+pub fn count(a: &Arch) -> Counts {
+    let mut train_params = 0;
+    let mut infer_params = 0;
+    let mut controller_params = 0;
+    a.for_each_tensor::<()>(ModelKind::Checkpoint, |id, d| {
+        let n = d.elems().unwrap_or(0);
+        let name = id.name();
+        let s = name.as_str();
+        if s.ends_with(".mean") || s.ends_with(".var") {
+            return Ok(()); // running statistics are buffers, not parameters
+        }
+        train_params += n;
+        if s.contains(".ctl.") || s.ends_with(".dt") {
+            controller_params += n;
+        }
+        Ok(())
+    })
+    .ok();
+    a.for_each_tensor::<()>(ModelKind::Folded, |_, d| {
+        infer_params += d.elems().unwrap_or(0);
+        Ok(())
+    })
+    .ok();
+    let k = 9;
+    let stem = a.stem_output();
+    let mut macs = stem.len() * k * a.input.c;
+    for (s, st) in a.stages().iter().enumerate() {
+        for b in 0..st.blocks {
+            let g = a.block_geom(s, b);
+            let out = g.output.len();
+            macs += out * k * g.input.c + out * k * g.output.c;
+            if g.has_proj {
+                macs += out * g.input.c;
+            }
+        }
+    }
+    macs += a.classes * a.head_input().c;
+    let mut ctl = 0;
+    for (s, st) in a.stages().iter().enumerate() {
+        let (c, h, kk) = (st.width, a.hidden(s), a.summary_len(s));
+        let per_block = match a.step {
+            StepMode::TwoFc => h * kk + c * h,
+            StepMode::Lstm => h * kk + 4 * h * 2 * h + c * h,
+            _ => 0,
+        };
+        ctl += st.blocks * per_block;
+    }
+    Counts { train_params, infer_params, controller_params, train_macs: macs + ctl, infer_macs: macs }
+}
+
+/// `trainer info MODEL`: architecture, parameters and FLOPs for training and inference.
+pub fn info(path: &Path) -> Result<()> {
+    let bytes = read_model(path)?;
+    let m = parse(&bytes);
+    let a = m.arch();
+    let c = count(a);
+    println!("{}: {:?} model, {}", path.display(), m.kind(), describe_arch(a));
+    println!("{:<12} {:>14} {:>16}", "", "params", "MFLOPs/image");
+    println!("{:<12} {:>14} {:>16.3}", "training", c.train_params, 2e-6 * c.train_macs as f64);
+    println!("{:<12} {:>14} {:>16.3}", "inference", c.infer_params, 2e-6 * c.infer_macs as f64);
+    println!("controller parameters: {} (dropped at export)", c.controller_params);
+    println!("inference scratch: {} f32 ({} KiB)", m.scratch_len(), m.scratch_len() * 4 / 1024);
+    Ok(())
+}
+
+/// Every block's Δt, recomputed by core from a checkpoint: `(stage, block, vector)`.
+pub fn block_steps(bytes: &[u8]) -> Result<Vec<(usize, usize, Vec<f32>)>> {
+    let m = Model::parse(bytes).map_err(|e| anyhow!("{e}"))?;
+    if m.kind() != ModelKind::Checkpoint {
+        bail!("step sizes are folded into the weights of an exported model: give a checkpoint");
+    }
+    let a = *m.arch();
+    let mut scratch = vec![0.0f32; a.controller_scratch_len()];
+    let mut out = Vec::new();
+    for (s, st) in a.stages().iter().enumerate() {
+        let mut dt = vec![0.0f32; st.blocks * st.width];
+        tsc_core::controller::compute_steps(&m, s, &mut dt, &mut scratch)
+            .map_err(|e| anyhow!("computing steps of stage {s}: {e:?}"))?;
+        for b in 0..st.blocks {
+            out.push((s, b, dt[b * st.width..(b + 1) * st.width].to_vec()));
+        }
+    }
+    Ok(out)
+}
+
+/// `trainer steps CHECKPOINT [--csv FILE]`: per-block mean/min/max Δt (paper Table 4) and the
+/// full vectors as CSV.
+pub fn steps(path: &Path, csv: Option<&Path>) -> Result<()> {
+    let bytes = read_model(path)?;
+    let steps = block_steps(&bytes)?;
+    println!("{:<8} {:>8} {:>8} {:>8}", "block", "mean Δt", "min", "max");
+    let mut text = String::from("stage,block,channel,dt\n");
+    for (s, b, v) in &steps {
+        let mean = v.iter().sum::<f32>() / v.len() as f32;
+        let min = v.iter().cloned().fold(f32::INFINITY, f32::min);
+        let max = v.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        println!("{:<8} {:>8.4} {:>8.4} {:>8.4}", format!("s{s}.b{b}"), mean, min, max);
+        for (c, x) in v.iter().enumerate() {
+            text.push_str(&format!("{s},{b},{c},{x}\n"));
+        }
+    }
+    if let Some(csv) = csv {
+        write_atomic(csv, text.as_bytes())?;
+        println!("wrote {}", csv.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! Whole-network gradient check (issue 5, requirement 2): a tiny TSC-ResNet (depth 8, stem
+//! width 4, batch 2, 8×8×3 input) runs forward + backward on the GPU; every parameter group's
+//! gradient is compared with central finite differences of the f64 CPU reference of the same
+//! network (`reference::network::train_loss`), for every step mode and both shortcut kinds.
+//! The error per group is `‖g_gpu − g_fd‖ / ‖g_fd‖` over the checked elements.
+
+use std::collections::HashMap;
+use tsc_core::arch::{Shape3, StepMode};
+use tsc_trainer::config::{steps_name, TrainConfig};
+use tsc_trainer::gpu::Gpu;
+use tsc_trainer::model::{arch_for, HostModel};
+use tsc_trainer::net::{Graph, GpuModel, Mode};
+use tsc_trainer::reference::network::{train_loss, Weights};
+use tsc_trainer::rng::Rng;
+
+fn group_of(name: &str) -> &'static str {
+    if name.contains(".ctl.") {
+        if name.contains("lstm") {
+            "lstm"
+        } else if name.contains("fc_in") {
+            "ctl.fc_in"
+        } else {
+            "ctl.fc_out"
+        }
+    } else if name.ends_with(".dt") {
+        "dt (indp)"
+    } else if name.starts_with("fc.") {
+        "fc"
+    } else if name.contains("bn") {
+        "bn"
+    } else {
+        "conv"
+    }
+}
+
+fn check(steps: &str, shortcut: &str, seed: u64) {
+    let gpu = Gpu::new(None).unwrap();
+    let cfg = TrainConfig {
+        depth: 8,
+        width: 0.25,
+        steps: steps.into(),
+        shortcut: shortcut.into(),
+        reduction: 2,
+        ..Default::default()
+    };
+    let arch = arch_for(&cfg, Shape3::new(8, 8, 3), 5, &[0.0; 3], &[1.0; 3]).unwrap();
+    let mut host = HostModel::init(arch, vec![], seed).unwrap();
+    let mut rng = Rng::new(seed ^ 0xabc);
+    // Random BN affine params and controller params large enough to matter.
+    for t in host.tensors.iter_mut() {
+        if t.name.ends_with(".gamma") {
+            t.data.iter_mut().for_each(|v| *v = rng.uniform_range(0.5, 1.5));
+        } else if t.name.ends_with(".beta") || t.name.ends_with(".b") {
+            t.data.iter_mut().for_each(|v| *v = rng.uniform_range(-0.3, 0.3));
+        } else if t.name.ends_with(".dt") {
+            t.data.iter_mut().for_each(|v| *v = rng.uniform_range(0.2, 0.9));
+        }
+    }
+    let batch = 2;
+    let images: Vec<f32> = (0..batch * 8 * 8 * 3).map(|_| rng.normal()).collect();
+    let labels: Vec<u32> = (0..batch).map(|i| (i as u32 * 3 + 1) % 5).collect();
+
+    let m = GpuModel::new(&gpu, &host, 0.9, 0.0).unwrap();
+    let g = Graph::new(&gpu, &m, batch, Mode::Train).unwrap();
+    g.load(&gpu, &images, &labels).unwrap();
+    let mut rec = gpu.recorder();
+    g.record_gradients(&m, &mut rec);
+    rec.submit();
+    let (gpu_loss, _, _) = g.read_metrics(&gpu).unwrap();
+
+    let mut w: Weights = host.tensors.iter().map(|t| (t.name.clone(), t.data.iter().map(|&v| v as f64).collect())).collect();
+    let x64: Vec<f64> = images.iter().map(|&v| v as f64).collect();
+    let ref_loss = train_loss(&arch, &w, &x64, &labels);
+    println!("[{steps} {shortcut}] loss gpu {gpu_loss:.7} ref {ref_loss:.7}");
+    assert!((gpu_loss - ref_loss).abs() <= 1e-4 * ref_loss.abs().max(1.0), "loss differs");
+
+    let mut groups: HashMap<&str, (f64, f64, usize)> = HashMap::new();
+    // Small steps: f64 keeps the quotient exact enough, and a step this small rarely crosses
+    // a ReLU kink (which would make the difference quotient meaningless).
+    let eps = 1e-6;
+    for p in &m.params {
+        let grad = gpu.download(&p.grad).unwrap();
+        let n = grad.len();
+        // All elements of small tensors, 12 random ones of larger tensors.
+        let idx: Vec<usize> = if n <= 12 { (0..n).collect() } else { (0..12).map(|_| rng.below_usize(n)).collect() };
+        let e = groups.entry(group_of(&p.name)).or_default();
+        for i in idx {
+            let orig = w[&p.name][i];
+            w.get_mut(&p.name).unwrap()[i] = orig + eps;
+            let lp = train_loss(&arch, &w, &x64, &labels);
+            w.get_mut(&p.name).unwrap()[i] = orig - eps;
+            let lm = train_loss(&arch, &w, &x64, &labels);
+            w.get_mut(&p.name).unwrap()[i] = orig;
+            let fd = (lp - lm) / (2.0 * eps);
+            e.0 += (grad[i] as f64 - fd).powi(2);
+            e.1 += fd * fd;
+            e.2 += 1;
+        }
+    }
+    let mut names: Vec<_> = groups.keys().copied().collect();
+    names.sort();
+    let mut bad = Vec::new();
+    for k in names {
+        let (num, den, cnt) = groups[k];
+        let rel = (num / den.max(1e-30)).sqrt();
+        println!("[{} {shortcut}] {k:<11} {cnt:>4} elements  rel err {rel:.2e}", steps_name(arch.step));
+        if !(rel < 2e-3 || den.sqrt() < 1e-6) {
+            bad.push(format!("{k}: {rel:.2e}"));
+        }
+    }
+    assert!(bad.is_empty(), "{steps} {shortcut}: relative gradient errors too large: {bad:?}");
+}
+
+#[test]
+fn gradients_fixed() {
+    check("fixed:1", "A", 11);
+    check("fixed:0.01", "B", 12);
+}
+
+#[test]
+fn gradients_indp() {
+    check("indp", "A", 13);
+}
+
+#[test]
+fn gradients_2fc() {
+    check("2fc", "A", 14);
+    check("2fc", "B", 17);
+}
+
+#[test]
+fn gradients_lstm() {
+    check("lstm", "A", 15);
+    check("lstm", "B", 16);
+}
+
+#[allow(dead_code)]
+fn _uses(_: StepMode) {}
