@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
+use crate::data::{DatasetKind, DatasetSpec};
 use std::path::{Path, PathBuf};
 use tsc_core::arch::StepMode;
 
@@ -15,6 +16,8 @@ pub struct TrainConfig {
     /// Dataset location (file or folder); empty: the dataset's default (the shipped digits,
     /// `../shared/data/<name>`, or the download cache).
     pub data: String,
+    /// Fetch CIFAR-10/100 into the cache folder when `data` is empty (checksum verified).
+    pub download: bool,
     /// CIFAR-10: which training batches to use (1..=5).
     pub cifar_batches: Vec<usize>,
     /// Image-folder datasets: side of the square input the images are resized/cropped to.
@@ -53,6 +56,7 @@ impl Default for TrainConfig {
         TrainConfig {
             dataset: "digits".into(),
             data: String::new(),
+            download: false,
             cifar_batches: vec![1, 2, 3, 4, 5],
             image_size: 32,
             depth: 20,
@@ -203,15 +207,18 @@ impl TrainConfig {
         }
     }
 
-    /// Default data location for the dataset when `data` is empty.
-    pub fn data_path(&self) -> PathBuf {
-        if !self.data.is_empty() {
-            return PathBuf::from(&self.data);
+    /// The dataset to load: kind, location (`None`: the digits copy built into the binary;
+    /// other kinds then need `data` or `download`), CIFAR-10 batches, folder image size.
+    pub fn dataset_spec(&self) -> Result<DatasetSpec> {
+        let kind: DatasetKind = self.dataset.parse()?;
+        let mut path = (!self.data.is_empty()).then(|| PathBuf::from(&self.data));
+        if self.download && path.is_none() {
+            path = Some(crate::data::download::ensure(kind, &crate::data::download::default_cache_dir())?);
         }
-        match self.dataset.as_str() {
-            "digits" => PathBuf::from("data/digits/digits.bin"),
-            other => PathBuf::from("../shared/data").join(other),
-        }
+        let mut spec = DatasetSpec::new(kind, path);
+        spec.cifar10_train_batches = self.cifar_batches.clone();
+        spec.image_size = (self.image_size, self.image_size);
+        Ok(spec)
     }
 }
 

@@ -1,5 +1,6 @@
 //! tsc-trainer: the GPU trainer. See docs/DESIGN.md.
 pub mod bench;
+pub mod bench_train;
 pub mod config;
 pub mod model;
 pub mod net;
@@ -8,3 +9,4 @@ pub mod gpu;
 pub mod reference;
 pub mod rng;
 pub mod tools;
+pub mod train;

@@ -1,17 +1,16 @@
 //! `trainer`: train, evaluate, export and inspect time-stepping-controlled ResNets on any GPU.
 
-use anyhow::Result;
-use clap::{Parser, Subcommand};
+use anyhow::{bail, Result};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use tsc_trainer::config::TrainConfig;
 use tsc_trainer::gpu::{list_adapters, Gpu};
+use tsc_trainer::train::{self, TrainRun};
 
 #[derive(Parser)]
-#[command(
-    name = "trainer",
-    version,
-    about = "Train TSC-ResNets on any GPU (wgpu: Vulkan/Metal/DX12)"
-)]
+#[command(name = "trainer", version, about = "Train TSC-ResNets (ResNets with learned per-channel step sizes) on any GPU through wgpu (Vulkan/Metal/DX12)")]
 struct Cli {
-    /// GPU adapter to use: an index or a name substring from `trainer devices`
+    /// GPU adapter: an index or a name substring from `trainer devices`
     /// (default: $TSC_ADAPTER, else the best adapter found).
     #[arg(long, global = true)]
     adapter: Option<String>,
@@ -21,6 +20,38 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Train a model (or continue one with --resume RUN).
+    Train(TrainArgs),
+    /// Loss and top-1 error of a checkpoint (GPU) or an exported model (CPU, through core).
+    Eval(EvalArgs),
+    /// Fold BatchNorm and the learned step sizes into a plain-ResNet inference model.
+    Export {
+        /// Checkpoint (a run's checkpoint.tscm).
+        checkpoint: PathBuf,
+        /// Output model file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Classify image files on the CPU with core (no GPU needed).
+    Predict {
+        /// Exported model or checkpoint.
+        model: PathBuf,
+        /// PNG or JPEG files (resized and center-cropped to the model's input).
+        images: Vec<PathBuf>,
+    },
+    /// Architecture, parameters and FLOPs for training and inference (paper Table 2).
+    Info {
+        /// Checkpoint or exported model.
+        model: PathBuf,
+    },
+    /// Each block's step sizes Δt: mean, min, max (paper Table 4), full vectors to CSV.
+    Steps {
+        /// Checkpoint (exported models have their steps folded in).
+        checkpoint: PathBuf,
+        /// Write every block's full Δt vector here.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+    },
     /// List the GPU adapters wgpu sees, with backend and limits.
     Devices,
     /// Benchmarks.
@@ -34,6 +65,120 @@ enum Cmd {
 enum Bench {
     /// Time conv forward / backward-to-input / backward-to-weights at ResNet-20's shapes.
     Kernels(tsc_trainer::bench::KernelArgs),
+    /// Time whole training steps (forward, backward, update) per step-size mode.
+    Train(tsc_trainer::bench_train::TrainBenchArgs),
+}
+
+/// Flags of `trainer train`; each overrides the same key of --config (see docs/TRAINING.md).
+#[derive(Args)]
+struct TrainArgs {
+    /// TOML config file; flags override its values.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Run folder (config.toml, checkpoint.tscm, metrics.csv). Default: runs/<dataset>-<steps>.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in this folder from its last checkpoint (its config is reused;
+    /// --epochs may extend it).
+    #[arg(long, value_name = "RUN")]
+    resume: Option<PathBuf>,
+    /// digits | cifar10 | cifar100 | mnist | folder.
+    #[arg(long)]
+    dataset: Option<String>,
+    /// Dataset location (folder or file). Digits defaults to the copy built into the binary.
+    #[arg(long)]
+    data: Option<String>,
+    /// Fetch CIFAR-10/100 from the official address into the cache (checksum verified).
+    #[arg(long)]
+    download: bool,
+    /// CIFAR-10 training batches to use, e.g. 1 or 1,2,3,4,5.
+    #[arg(long, value_delimiter = ',')]
+    cifar_batches: Option<Vec<usize>>,
+    /// Image folders: side of the square input.
+    #[arg(long)]
+    image_size: Option<usize>,
+    /// ResNet depth 6n+2 (8, 14, 20, 32, 44, 56, 110, ...).
+    #[arg(long)]
+    depth: Option<usize>,
+    /// Width multiplier (stage widths 16·w, 32·w, 64·w).
+    #[arg(long)]
+    width: Option<f32>,
+    /// Shortcut when shapes change: A (subsample + zero channels) or B (1x1 conv + BN).
+    #[arg(long)]
+    shortcut: Option<String>,
+    /// Step sizes: fixed:C (fixed:1 = plain ResNet) | indp | 2fc | lstm (recommended).
+    #[arg(long)]
+    steps: Option<String>,
+    /// Controller reduction r (hidden size C/r; 4 for basic blocks).
+    #[arg(long)]
+    reduction: Option<usize>,
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Initial learning rate.
+    #[arg(long)]
+    lr: Option<f32>,
+    /// Nesterov momentum.
+    #[arg(long)]
+    momentum: Option<f32>,
+    #[arg(long)]
+    weight_decay: Option<f32>,
+    /// step (÷10 at each milestone) | cosine.
+    #[arg(long)]
+    schedule: Option<String>,
+    /// Fractions of the run where the step schedule divides the rate by 10, e.g. 0.5,0.75.
+    #[arg(long, value_delimiter = ',')]
+    milestones: Option<Vec<f32>>,
+    /// auto (on for CIFAR and folders) | on | off.
+    #[arg(long)]
+    augment: Option<String>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Stop each epoch after this many steps (smoke tests).
+    #[arg(long)]
+    max_steps: Option<usize>,
+    /// CPU threads preparing batches.
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+impl TrainArgs {
+    fn config(&self) -> Result<TrainConfig> {
+        let mut c = match (&self.resume, &self.config) {
+            (Some(run), _) => train::load_run_config(run)?,
+            (None, Some(p)) => TrainConfig::load(p)?,
+            (None, None) => TrainConfig::default(),
+        };
+        if self.resume.is_some() && (self.dataset.is_some() || self.depth.is_some() || self.steps.is_some()) {
+            bail!("--resume continues a run with its own config: only --epochs may change");
+        }
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = &self.$f { c.$f = v.clone().into(); } )* };
+        }
+        set!(dataset, data, cifar_batches, image_size, depth, width, shortcut, steps, reduction, epochs, batch, lr);
+        set!(momentum, weight_decay, schedule, milestones, augment, seed, max_steps, workers);
+        c.download |= self.download;
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// Checkpoint or exported model.
+    model: PathBuf,
+    /// Dataset flags as for `train`; default: the run's config.toml beside a checkpoint,
+    /// else digits.
+    #[arg(long)]
+    dataset: Option<String>,
+    #[arg(long)]
+    data: Option<String>,
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Run on the CPU through core even for a checkpoint.
+    #[arg(long)]
+    cpu: bool,
 }
 
 fn main() {
@@ -45,23 +190,64 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    let gpu = || Gpu::new(cli.adapter.as_deref());
     match cli.cmd {
-        Cmd::Devices => devices(),
-        Cmd::Bench {
-            what: Bench::Kernels(args),
-        } => {
-            let gpu = Gpu::new(cli.adapter.as_deref())?;
-            tsc_trainer::bench::kernels(&gpu, &args)
+        Cmd::Train(a) => {
+            let cfg = a.config()?;
+            let run_dir = match (&a.resume, &a.out) {
+                (Some(r), _) => r.clone(),
+                (None, Some(o)) => o.clone(),
+                (None, None) => PathBuf::from(format!("runs/{}-{}", cfg.dataset, cfg.steps.replace(':', "-"))),
+            };
+            let gpu = gpu()?;
+            let stats = train::train(&cfg, &TrainRun { gpu: &gpu, run_dir: run_dir.clone(), resume: a.resume.is_some(), quiet: false })?;
+            if let Some(s) = stats.last() {
+                println!("done: test top-1 error {:.2}% (accuracy {:.2}%), checkpoint {}", 100.0 * s.test_err, 100.0 * (1.0 - s.test_err), run_dir.join(train::CHECKPOINT).display());
+            }
+            Ok(())
         }
+        Cmd::Eval(a) => {
+            let beside = a.model.parent().map(|p| p.join(train::CONFIG)).filter(|p| p.exists());
+            let mut cfg = match beside {
+                Some(p) if a.dataset.is_none() => TrainConfig::load(&p)?,
+                _ => TrainConfig::default(),
+            };
+            if let Some(d) = a.dataset {
+                cfg.dataset = d;
+            }
+            if let Some(d) = a.data {
+                cfg.data = d;
+            }
+            if let Some(b) = a.batch {
+                cfg.batch = b;
+            }
+            cfg.validate()?;
+            let g = if a.cpu { None } else { Some(gpu()?) };
+            let s = train::eval(g.as_ref(), &a.model, &cfg)?;
+            println!(
+                "{}: {} test images, loss {:.4}, top-1 error {:.2}% (accuracy {:.2}%)",
+                a.model.display(),
+                s.samples,
+                s.loss,
+                100.0 * s.err,
+                100.0 * (1.0 - s.err)
+            );
+            Ok(())
+        }
+        Cmd::Export { checkpoint, out } => tsc_trainer::tools::export(&checkpoint, &out),
+        Cmd::Predict { model, images } => tsc_trainer::tools::predict(&model, &images),
+        Cmd::Info { model } => tsc_trainer::tools::info(&model),
+        Cmd::Steps { checkpoint, csv } => tsc_trainer::tools::steps(&checkpoint, csv.as_deref()),
+        Cmd::Devices => devices(),
+        Cmd::Bench { what: Bench::Kernels(args) } => tsc_trainer::bench::kernels(&gpu()?, &args),
+        Cmd::Bench { what: Bench::Train(args) } => tsc_trainer::bench_train::run(&gpu()?, &args),
     }
 }
 
 fn devices() -> Result<()> {
     let all = list_adapters();
     if all.is_empty() {
-        anyhow::bail!(
-            "no GPU adapter found: install a Vulkan driver (on Debian/Ubuntu without a GPU: apt-get install mesa-vulkan-drivers)"
-        );
+        bail!("no GPU adapter found: install a Vulkan driver (on Debian/Ubuntu without a GPU: apt-get install mesa-vulkan-drivers)");
     }
     for a in all {
         println!(

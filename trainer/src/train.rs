@@ -1,0 +1,305 @@
+//! `trainer train` and `trainer eval`: the training loop, evaluation, run folders.
+//!
+//! A run folder holds `config.toml` (the configuration actually used), `checkpoint.tscm`
+//! (core's format, rewritten atomically after every epoch, with SGD momentum as `opt.*` and
+//! the number of finished epochs as `meta.epoch`) and `metrics.csv` (one row per epoch).
+//! `--resume RUN` reloads all three and continues exactly where the run stopped: batches
+//! depend only on (seed, epoch, batch index), so a resumed run repeats the same steps.
+
+use crate::config::TrainConfig;
+use crate::data::{self, Dataset, Loader, LoaderConfig, Normalization};
+use crate::gpu::Gpu;
+use crate::model::{arch_for, describe_arch, write_atomic, HostModel, HostTensor};
+use crate::net::{GpuModel, Graph, Mode};
+use anyhow::{anyhow, bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+use tsc_core::arch::{Arch, ModelKind, Shape3};
+
+pub const CHECKPOINT: &str = "checkpoint.tscm";
+pub const CONFIG: &str = "config.toml";
+pub const METRICS: &str = "metrics.csv";
+const METRICS_HEADER: &str = "epoch,train_loss,train_err,test_loss,test_err,lr,images_per_s,seconds\n";
+
+/// One epoch's numbers.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EpochStats {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_err: f64,
+    pub test_loss: f64,
+    pub test_err: f64,
+    pub lr: f32,
+    pub images_per_s: f64,
+    pub seconds: f64,
+}
+
+/// Loss and top-1 error over a dataset.
+#[derive(Clone, Copy, Debug)]
+pub struct EvalStats {
+    pub loss: f64,
+    pub err: f64,
+    pub samples: u64,
+}
+
+/// Check that a model fits a dataset (input shape and classes).
+pub fn check_fits(arch: &Arch, ds: &Dataset, what: &str) -> Result<()> {
+    let (h, w, c) = ds.shape;
+    if arch.input != Shape3::new(h, w, c) || arch.classes != ds.classes {
+        bail!(
+            "{what} expects {}x{}x{} inputs and {} classes, but the dataset has {h}x{w}x{c} images and {} classes \
+             (a checkpoint of another architecture or dataset?)",
+            arch.input.h,
+            arch.input.w,
+            arch.input.c,
+            arch.classes,
+            ds.classes
+        );
+    }
+    Ok(())
+}
+
+/// Evaluation graphs for a batch size and, when the dataset does not divide, its remainder.
+pub struct Evaluator {
+    full: Graph,
+    rest: Option<Graph>,
+    batch: usize,
+}
+
+impl Evaluator {
+    pub fn new(gpu: &Gpu, m: &GpuModel, batch: usize, samples: usize) -> Result<Evaluator> {
+        let full = Graph::new(gpu, m, batch, Mode::Eval)?;
+        let r = samples % batch;
+        let rest = if r > 0 { Some(Graph::new(gpu, m, r, Mode::Eval)?) } else { None };
+        Ok(Evaluator { full, rest, batch })
+    }
+
+    /// Loss and error of `m` on every image of `loader`'s dataset (BN in inference form).
+    pub fn run(&self, gpu: &Gpu, m: &GpuModel, loader: &Loader) -> Result<EvalStats> {
+        self.full.reset_metrics(gpu);
+        if let Some(r) = &self.rest {
+            r.reset_metrics(gpu);
+        }
+        for b in loader.epoch(0) {
+            let g = if b.len() == self.batch { &self.full } else { self.rest.as_ref().ok_or_else(|| anyhow!("unexpected partial batch"))? };
+            g.load(gpu, &b.images, &b.labels)?;
+            g.run(gpu, m);
+        }
+        let (l1, c1, n1) = self.full.read_metrics(gpu)?;
+        let (l2, c2, n2) = match &self.rest {
+            Some(r) => r.read_metrics(gpu)?,
+            None => (0.0, 0, 0),
+        };
+        let n = (n1 + n2).max(1);
+        Ok(EvalStats { loss: (l1 * n1 as f64 + l2 * n2 as f64) / n as f64, err: 1.0 - (c1 + c2) as f64 / n as f64, samples: n1 + n2 })
+    }
+}
+
+fn progress(len: usize, epoch: usize, epochs: usize) -> ProgressBar {
+    let pb = ProgressBar::new(len as u64);
+    pb.set_style(
+        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({eta})")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    pb.set_prefix(format!("{}/{}", epoch + 1, epochs));
+    pb
+}
+
+/// Options of one `train` call besides the config.
+pub struct TrainRun<'a> {
+    pub gpu: &'a Gpu,
+    pub run_dir: PathBuf,
+    /// Continue the run in `run_dir` from its checkpoint.
+    pub resume: bool,
+    /// Print a line per epoch (the progress bar shows itself only on a terminal).
+    pub quiet: bool,
+}
+
+/// Train (or resume) a run; returns the per-epoch statistics of this call.
+pub fn train(cfg: &TrainConfig, run: &TrainRun) -> Result<Vec<EpochStats>> {
+    cfg.validate()?;
+    let gpu = run.gpu;
+    let (train_ds, test_ds) = data::load(&cfg.dataset_spec()?)?;
+    if train_ds.is_empty() || test_ds.is_empty() {
+        bail!("the dataset has an empty training or test split");
+    }
+    let norm = Normalization::from_dataset(&train_ds);
+    let (h, w, c) = train_ds.shape;
+    let ck_path = run.run_dir.join(CHECKPOINT);
+
+    let mut host = if run.resume {
+        let host = HostModel::load(&ck_path)?;
+        check_fits(&host.arch, &train_ds, "the checkpoint")?;
+        host
+    } else {
+        let arch = arch_for(cfg, Shape3::new(h, w, c), train_ds.classes, &norm.mean, &norm.std)?;
+        HostModel::init(arch, train_ds.class_names.clone(), cfg.seed)?
+    };
+    let start_epoch = host.extra("meta.epoch").and_then(|t| t.data.first()).map_or(0, |&e| e as usize);
+    std::fs::create_dir_all(&run.run_dir).with_context(|| format!("cannot create run folder {}", run.run_dir.display()))?;
+    write_atomic(&run.run_dir.join(CONFIG), cfg.to_toml().as_bytes())?;
+    let metrics_path = run.run_dir.join(METRICS);
+    if !run.resume || !metrics_path.exists() {
+        write_atomic(&metrics_path, METRICS_HEADER.as_bytes())?;
+    }
+    if !run.quiet {
+        println!("device: {}", gpu.describe());
+        println!("model: {}", describe_arch(&host.arch));
+        println!(
+            "data: {} train / {} test images of {h}x{w}x{c}, {} classes; run folder {}",
+            train_ds.len(),
+            test_ds.len(),
+            train_ds.classes,
+            run.run_dir.display()
+        );
+        if start_epoch > 0 {
+            println!("resuming after epoch {start_epoch}");
+        }
+    }
+    if start_epoch >= cfg.epochs {
+        println!("the run already has {start_epoch} of {} epochs", cfg.epochs);
+        return Ok(Vec::new());
+    }
+
+    let batch = cfg.batch.min(train_ds.len());
+    let m = GpuModel::new(gpu, &host, cfg.momentum, cfg.weight_decay)?;
+    let g = Graph::new(gpu, &m, batch, Mode::Train)?;
+    let test_n = test_ds.len();
+    let eval = Evaluator::new(gpu, &m, batch.min(test_n), test_n)?;
+    let mut lcfg = LoaderConfig::train(batch, cfg.seed, cfg.augment_on());
+    lcfg.threads = cfg.workers;
+    let train_loader = Loader::new(Arc::new(train_ds), norm.clone(), lcfg)?;
+    let test_loader = Loader::new(Arc::new(test_ds), norm, LoaderConfig::eval(batch.min(test_n)))?;
+    let steps = match cfg.max_steps {
+        0 => train_loader.batches_per_epoch(),
+        n => n.min(train_loader.batches_per_epoch()),
+    };
+
+    let mut out = Vec::new();
+    for epoch in start_epoch..cfg.epochs {
+        let t0 = Instant::now();
+        g.reset_metrics(gpu);
+        let pb = progress(steps, epoch, cfg.epochs);
+        let mut lr = cfg.lr_at(epoch as f32);
+        let mut seen = 0usize;
+        for (i, b) in train_loader.epoch(epoch as u64).take(steps).enumerate() {
+            lr = cfg.lr_at(epoch as f32 + i as f32 / steps as f32);
+            gpu.write(&m.lr, &[lr]);
+            g.load(gpu, &b.images, &b.labels)?;
+            g.run(gpu, &m);
+            // Reading the running sums waits for this step: the loader has the next batch
+            // ready on its threads meanwhile.
+            let (loss, correct, n) = g.read_metrics(gpu)?;
+            if !loss.is_finite() {
+                bail!("training diverged at epoch {} step {i}: loss is {loss} (try a lower --lr)", epoch + 1);
+            }
+            seen += b.len();
+            let ips = seen as f64 / t0.elapsed().as_secs_f64();
+            pb.set_message(format!("loss {loss:.4} acc {:.2}% {ips:.1} img/s", 100.0 * correct as f64 / n.max(1) as f64));
+            pb.inc(1);
+        }
+        let train_secs = t0.elapsed().as_secs_f64();
+        let (train_loss, correct, n) = g.read_metrics(gpu)?;
+        let test = eval.run(gpu, &m, &test_loader)?;
+        pb.finish_and_clear();
+        let st = EpochStats {
+            epoch: epoch + 1,
+            train_loss,
+            train_err: 1.0 - correct as f64 / n.max(1) as f64,
+            test_loss: test.loss,
+            test_err: test.err,
+            lr,
+            images_per_s: seen as f64 / train_secs,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        // Checkpoint first, then the metrics row: a crash in between re-runs the epoch.
+        host = m.download(gpu, &host)?;
+        host.extras.retain(|t| t.name != "meta.epoch");
+        host.extras.push(HostTensor { name: "meta.epoch".into(), shape: vec![1], data: vec![(epoch + 1) as f32] });
+        host.save(&ck_path)?;
+        append_metrics(&metrics_path, &st)?;
+        if !run.quiet {
+            println!(
+                "epoch {:>3}/{}  train loss {:.4} err {:5.2}%  test loss {:.4} err {:5.2}%  lr {:.4}  {:.1} img/s  {:.1}s",
+                st.epoch,
+                cfg.epochs,
+                st.train_loss,
+                100.0 * st.train_err,
+                st.test_loss,
+                100.0 * st.test_err,
+                st.lr,
+                st.images_per_s,
+                st.seconds
+            );
+        }
+        out.push(st);
+    }
+    Ok(out)
+}
+
+fn append_metrics(path: &Path, s: &EpochStats) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().append(true).create(true).open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    writeln!(
+        f,
+        "{},{:.6},{:.6},{:.6},{:.6},{},{:.2},{:.2}",
+        s.epoch, s.train_loss, s.train_err, s.test_loss, s.test_err, s.lr, s.images_per_s, s.seconds
+    )?;
+    Ok(())
+}
+
+/// The config saved in a run folder.
+pub fn load_run_config(run_dir: &Path) -> Result<TrainConfig> {
+    let p = run_dir.join(CONFIG);
+    if !p.exists() {
+        bail!("{} is not a run folder (no {CONFIG})", run_dir.display());
+    }
+    TrainConfig::load(&p)
+}
+
+/// `trainer eval MODEL`: loss and top-1 error on the test split. A checkpoint runs on the GPU
+/// (BN in inference form); a folded model runs through core on the CPU.
+pub fn eval(gpu: Option<&Gpu>, model_path: &Path, cfg: &TrainConfig) -> Result<EvalStats> {
+    let bytes = std::fs::read(model_path).with_context(|| format!("cannot read model {}", model_path.display()))?;
+    let model = tsc_core::Model::parse(&bytes).map_err(|e| anyhow!("{}: {e}", model_path.display()))?;
+    let (train_ds, test_ds) = data::load(&cfg.dataset_spec()?)?;
+    check_fits(model.arch(), &test_ds, "the model")?;
+    drop(train_ds);
+    match (model.kind(), gpu) {
+        (ModelKind::Checkpoint, Some(gpu)) => {
+            let host = HostModel::decode(&bytes)?;
+            let m = GpuModel::new(gpu, &host, 0.0, 0.0)?;
+            let a = &host.arch;
+            let norm = Normalization { mean: a.mean[..a.input.c].to_vec(), std: a.std[..a.input.c].to_vec() };
+            let n = test_ds.len();
+            let batch = cfg.batch.min(n);
+            let ev = Evaluator::new(gpu, &m, batch, n)?;
+            let loader = Loader::new(Arc::new(test_ds), norm, LoaderConfig::eval(batch))?;
+            ev.run(gpu, &m, &loader)
+        }
+        _ => Ok(eval_cpu(&model, &test_ds)?),
+    }
+}
+
+/// Loss and error of a model (folded or not) through core on the CPU, one image at a time.
+pub fn eval_cpu(model: &tsc_core::Model, ds: &Dataset) -> Result<EvalStats> {
+    let a = model.arch();
+    let mut scratch = vec![0.0f32; model.scratch_len()];
+    let mut logits = vec![0.0f32; a.classes];
+    let (mut loss, mut correct) = (0.0f64, 0u64);
+    for i in 0..ds.len() {
+        let x: Vec<f32> = ds.image(i).iter().map(|&v| v as f32 * ds.scale).collect();
+        tsc_core::infer(model, &x, &mut scratch, &mut logits).map_err(|e| anyhow!("inference failed on image {i}: {e:?}"))?;
+        let p = crate::tools::softmax(&logits);
+        let y = ds.labels[i] as usize;
+        loss -= (p[y].max(1e-30) as f64).ln();
+        if tsc_core::layers::argmax(&logits) == Some(y) {
+            correct += 1;
+        }
+    }
+    let n = ds.len().max(1) as f64;
+    Ok(EvalStats { loss: loss / n, err: 1.0 - correct as f64 / n, samples: ds.len() as u64 })
+}
