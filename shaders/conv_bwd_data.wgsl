@@ -11,6 +11,8 @@
 // taps that do not hit an output pixel. workgroup_id.y = (phase · G + g) · ntile + tile, so all
 // lanes of a workgroup share phase, group and channel tile (uniform loops, uniform weight loads).
 // Each invocation owns TM pixels of one phase × TN input channels. Template: TM, TN, WG.
+// The register tile is written out by the host as named scalars (PIXELS, SETUP, TAP, BODY,
+// STORE blocks): lavapipe lowers dynamically indexed private arrays to compare-and-select chains.
 struct P {
     n: u32, h: u32, w: u32, cin: u32,
     cout: u32, kh: u32, kw: u32, stride: u32,
@@ -40,64 +42,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let px = phase % s;
     let ci0 = tile * TN;
     let hwp = p.hp * p.wp;
-    // Per pixel of this phase: image index and input coordinates (invalid pixels: far away).
-    var pn: array<u32, TM>;
-    var piy: array<i32, TM>;
-    var pix: array<i32, TM>;
-    for (var i = 0u; i < TM; i++) {
-        let m = m0 + i;
-        let mm = min(m, p.mp - 1u);
-        let r = mm % hwp;
-        pn[i] = mm / hwp;
-        let iy = py + s * (r / p.wp);
-        let ix = px + s * (r % p.wp);
-        let ok = m < p.mp && iy < p.h && ix < p.w;
-        piy[i] = select(-1000000, i32(iy), ok);
-        pix[i] = i32(ix);
-    }
+    // Per pixel i of this phase (generated, see the note above): pn{i} image, piy{i}/pix{i}
+    // input coordinates (piy far out of range for pixels past the end).
+{{PIXELS}}
     let khw = p.kh * p.kw;
     let cbase = g * p.cog;
-    var wb: array<u32, TN>;
-    for (var j = 0u; j < TN; j++) {
-        wb[j] = min(ci0 + j, p.cg - 1u) * p.cog;
-    }
-    var acc: array<f32, TM * TN>;
+    // wb{j}: row of input channel ci0 + j in wt (clamped); acc{i}_{j}: the register tile.
+{{SETUP}}
     for (var ky = (py + p.pad) % s; ky < p.kh; ky += s) {
         for (var kx = (px + p.pad) % s; kx < p.kw; kx += s) {
-            var da: array<u32, TM>;
-            var dm: array<f32, TM>;
-            for (var i = 0u; i < TM; i++) {
-                // exact division: iy + pad − ky ≡ 0 (mod s) in this phase
-                let ny = piy[i] + i32(p.pad) - i32(ky);
-                let nx = pix[i] + i32(p.pad) - i32(kx);
-                let oy = ny / i32(s);
-                let ox = nx / i32(s);
-                let ok = ny >= 0 && nx >= 0 && oy < i32(p.ho) && ox < i32(p.wo);
-                da[i] = select(0u, ((pn[i] * p.ho + u32(oy)) * p.wo + u32(ox)) * p.cout + cbase, ok);
-                dm[i] = select(0.0, 1.0, ok);
-            }
+            // exact division: iy + pad − ky ≡ 0 (mod s) in this phase. da{i}: dy offset of the
+            // output pixel pixel i reads at this tap (0 if none), dm{i}: 1 or 0.
+{{TAP}}
             let wo = ((g * khw + ky * p.kw + kx) * p.cg) * p.cog;
             for (var c = 0u; c < p.cog; c += V) {
-                var a: array<VT, TM>;
-                for (var i = 0u; i < TM; i++) {
-                    a[i] = dy[(da[i] + c) / V] * dm[i];
-                }
-                for (var j = 0u; j < TN; j++) {
-                    let b = wt[(wo + wb[j] + c) / V];
-                    for (var i = 0u; i < TM; i++) {
-                        acc[i * TN + j] = mac(acc[i * TN + j], a[i], b);
-                    }
-                }
+{{BODY}}
             }
         }
     }
-    for (var i = 0u; i < TM; i++) {
-        if (piy[i] < 0) { continue; }
-        let base = ((pn[i] * p.h + u32(piy[i])) * p.w + u32(pix[i])) * p.cin + g * p.cg;
-        for (var j = 0u; j < TN; j++) {
-            let ci = ci0 + j;
-            if (ci >= p.cg) { break; }
-            dx[base + ci] = acc[i * TN + j];
-        }
-    }
+{{STORE}}
 }

@@ -7,7 +7,9 @@
 // product per pixel, VT = vec4 along Cg when Cg % 4 == 0) and writes
 // part[chunk][Cout][kh·kw][Cg]; conv_bwd_weights_reduce.wgsl sums the chunks in order.
 // Index: x-linear = (chunk · khw + tap) · ctiles + citile; workgroup_id.y = g · ntile + cotile.
-// Template: TM, TN (multiple of V), TNV = TN / V, WG.
+// Template: TM, TNV = TN / V, WG. The register tile is written out by the host as named
+// scalars (SETUP, BODY, STORE blocks): lavapipe lowers dynamically indexed private arrays to
+// compare-and-select chains.
 struct P {
     n: u32, h: u32, w: u32, cin: u32,
     cout: u32, kh: u32, kw: u32, stride: u32,
@@ -38,20 +40,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let g = wid.y / p.ntile;
     let co0 = (wid.y % p.ntile) * TM;
     let ci0 = ct * TNV * V;
-    // clamped channel offsets (out-of-range ones are computed and not stored)
-    var dyo: array<u32, TM>;
-    for (var i = 0u; i < TM; i++) {
-        dyo[i] = g * p.cog + min(co0 + i, p.cog - 1u);
-    }
-    var xo: array<u32, TNV>;
-    for (var j = 0u; j < TNV; j++) {
-        xo[j] = g * p.cg + min(ci0 + j * V, p.cg - V);
-    }
+    // dyo{i} / xo{j}: clamped channel offsets (out-of-range ones are computed, not stored);
+    // acc{i}_{j}: the register tile (generated, see the note above).
+{{SETUP}}
     let s = i32(p.stride);
     let hw = p.ho * p.wo;
     let p0 = chunk * p.chunk;
     let p1 = min(p0 + p.chunk, p.pix);
-    var acc: array<VT, TM * TNV>;
     for (var q = p0; q < p1; q++) {
         let r = q % hw;
         let n = q / hw;
@@ -60,26 +55,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let ok = iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w);
         let xb = select(0u, ((n * p.h + u32(iy)) * p.w + u32(ix)) * p.cin, ok);
         let xm = select(0.0, 1.0, ok);
-        var b: array<VT, TNV>;
-        for (var j = 0u; j < TNV; j++) {
-            b[j] = x[(xb + xo[j]) / V] * xm;
-        }
         let db = q * p.cout;
-        for (var i = 0u; i < TM; i++) {
-            let a = dy[db + dyo[i]];
-            for (var j = 0u; j < TNV; j++) {
-                acc[i * TNV + j] = fma(VT(a), b[j], acc[i * TNV + j]);
-            }
-        }
+{{BODY}}
     }
-    for (var i = 0u; i < TM; i++) {
-        let co = co0 + i;
-        if (co >= p.cog) { break; }
-        let ob = ((chunk * p.cout + g * p.cog + co) * khw + tap) * p.cg;
-        for (var j = 0u; j < TNV; j++) {
-            let ci = ci0 + j * V;
-            if (ci >= p.cg) { break; }
-            part[(ob + ci) / V] = acc[i * TNV + j];
-        }
-    }
+{{STORE}}
 }

@@ -9,6 +9,9 @@
 // Each invocation owns TM pixels × TN output channels of one group. Lanes of a workgroup share
 // the channel tile (workgroup_id.y = group · ntile + tile), so weight loads are uniform.
 // Template: TM, TN, WG; prelude (conv_vec4 / conv_scalar) defines VT, V, mac.
+// The register tile is written out by the host as named scalars (PIXELS, SETUP, TAP, BODY,
+// STORE blocks): lavapipe lowers dynamically indexed private arrays to compare-and-select
+// chains, which made an array-based version of this kernel 7x slower.
 struct P {
     n: u32, h: u32, w: u32, cin: u32,
     cout: u32, kh: u32, kw: u32, stride: u32,
@@ -35,62 +38,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let co0 = (wid.y % p.ntile) * TN;
     let hw = p.ho * p.wo;
     let s = i32(p.stride);
-    // Per pixel: image row base and the top-left input coordinate (far out of range if the
-    // pixel is past M, so every tap reads as padding).
-    var nb: array<u32, TM>;
-    var iy0: array<i32, TM>;
-    var ix0: array<i32, TM>;
-    for (var i = 0u; i < TM; i++) {
-        let m = m0 + i;
-        let mm = min(m, p.m - 1u);
-        let r = mm % hw;
-        nb[i] = (mm / hw) * p.h;
-        iy0[i] = select(-1000000, i32(r / p.wo) * s - i32(p.pad), m < p.m);
-        ix0[i] = i32(r % p.wo) * s - i32(p.pad);
-    }
+    // Per pixel i (generated, see the note above): nb{i} image row base, iy{i}/ix{i}
+    // top-left input coordinate (far out of range past M, so every tap reads as padding).
+{{PIXELS}}
     let ksz = p.kh * p.kw * p.cg;
-    var wb: array<u32, TN>;
-    for (var j = 0u; j < TN; j++) {
-        wb[j] = (g * p.cog + min(co0 + j, p.cog - 1u)) * ksz;
-    }
+    // wb{j}: weight row of output channel co0 + j (clamped); acc{i}_{j}: the register tile.
+{{SETUP}}
     let cbase = g * p.cg;
-    var acc: array<f32, TM * TN>;
     for (var ky = 0u; ky < p.kh; ky++) {
         for (var kx = 0u; kx < p.kw; kx++) {
-            var xa: array<u32, TM>;
-            var xm: array<f32, TM>;
-            for (var i = 0u; i < TM; i++) {
-                let iy = iy0[i] + i32(ky);
-                let ix = ix0[i] + i32(kx);
-                let ok = iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w);
-                xa[i] = select(0u, ((nb[i] + u32(iy)) * p.w + u32(ix)) * p.cin + cbase, ok);
-                xm[i] = select(0.0, 1.0, ok);
-            }
+            // xa{i}: input offset of pixel i at this tap (0 in the padding), xm{i}: 1 or 0.
+{{TAP}}
             let wo = (ky * p.kw + kx) * p.cg;
             for (var c = 0u; c < p.cg; c += V) {
-                var a: array<VT, TM>;
-                for (var i = 0u; i < TM; i++) {
-                    a[i] = x[(xa[i] + c) / V] * xm[i];
-                }
-                for (var j = 0u; j < TN; j++) {
-                    let b = wt[(wb[j] + wo + c) / V];
-                    for (var i = 0u; i < TM; i++) {
-                        acc[i * TN + j] = mac(acc[i * TN + j], a[i], b);
-                    }
-                }
+{{BODY}}
             }
         }
     }
-    for (var i = 0u; i < TM; i++) {
-        let m = m0 + i;
-        if (m >= p.m) { break; }
-        for (var j = 0u; j < TN; j++) {
-            let co = co0 + j;
-            if (co >= p.cog) { break; }
-            let oc = g * p.cog + co;
-            var v = acc[i * TN + j];
-            if (p.has_bias != 0u) { v += bias[oc]; }
-            y[m * p.cout + oc] = v;
-        }
-    }
+{{STORE}}
 }

@@ -3,6 +3,10 @@
 // vec4 along N when N % 4 == 0). Lanes of a workgroup share the column tile
 // (workgroup_id.y), so B's loads are uniform. Host side: trainer/src/gpu/gemm.rs.
 // Used as the ceiling in `trainer bench kernels`. Template: TM, TNV, WG; prelude: VT, V.
+//
+// The register tile is written out as named scalars by the host (the SETUP, BODY and STORE code blocks):
+// lavapipe lowers a dynamically indexed private array to compare-and-select chains, so array
+// accumulators must not depend on the driver unrolling loops.
 struct P {
     m: u32, n: u32, k: u32, _p0: u32,
 }
@@ -22,34 +26,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (r0 >= p.m) { return; }
     let c0 = wid.y * TNV * V;
     let nv = p.n / V;
-    var ra: array<u32, TM>;
-    for (var i = 0u; i < TM; i++) {
-        ra[i] = min(r0 + i, p.m - 1u) * p.k;
-    }
-    var cb: array<u32, TNV>;
-    for (var j = 0u; j < TNV; j++) {
-        cb[j] = min(c0 + j * V, p.n - V) / V;
-    }
-    var acc: array<VT, TM * TNV>;
+    // ra_i = row offset of A (clamped), cb_j = column VT index of B (clamped), acc_i_j
+{{SETUP}}
     for (var k = 0u; k < p.k; k++) {
-        var bv: array<VT, TNV>;
-        for (var j = 0u; j < TNV; j++) {
-            bv[j] = b[k * nv + cb[j]];
-        }
-        for (var i = 0u; i < TM; i++) {
-            let av = VT(a[ra[i] + k]);
-            for (var j = 0u; j < TNV; j++) {
-                acc[i * TNV + j] = fma(av, bv[j], acc[i * TNV + j]);
-            }
-        }
+{{BODY}}
     }
-    for (var i = 0u; i < TM; i++) {
-        let r = r0 + i;
-        if (r >= p.m) { break; }
-        for (var j = 0u; j < TNV; j++) {
-            let col = c0 + j * V;
-            if (col >= p.n) { break; }
-            c[(r * p.n + col) / V] = acc[i * TNV + j];
-        }
-    }
+{{STORE}}
 }

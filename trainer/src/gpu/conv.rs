@@ -234,6 +234,186 @@ pub(crate) fn grid_xz(items: usize, wg: u32, y: usize) -> Result<[u32; 3]> {
     Ok([groups.div_ceil(z) as u32, y as u32, z as u32])
 }
 
+/// `pat` once per `i` in `0..n`, with `$i` replaced by the index.
+fn rep(n: u32, pat: &str) -> String {
+    (0..n).map(|i| pat.replace("$i", &i.to_string())).collect()
+}
+
+/// `pat` once per `(i, j)` in `0..n × 0..m`, with `$i` and `$j` replaced.
+fn rep2(n: u32, m: u32, pat: &str) -> String {
+    (0..n)
+        .flat_map(|i| (0..m).map(move |j| (i, j)))
+        .map(|(i, j)| {
+            pat.replace("$i", &i.to_string())
+                .replace("$j", &j.to_string())
+        })
+        .collect()
+}
+
+/// Fill a template's generated blocks (`{{NAME}}` → code) before `specialize`.
+fn blocks(src: &str, parts: &[(&str, String)]) -> String {
+    let mut s = src.to_string();
+    for (k, v) in parts {
+        s = s.replace(&format!("{{{{{k}}}}}"), v);
+    }
+    s
+}
+
+/// Forward source for a `tm × tn` register tile, vector width `v`.
+pub(crate) fn fwd_source(tile: Tile, v: u32) -> String {
+    let (tm, tn) = (tile.tm, tile.tn);
+    let body = blocks(
+        FWD,
+        &[
+            (
+                "PIXELS",
+                rep(
+                    tm,
+                    "    let pm$i = m0 + $iu;\n    let mm$i = min(pm$i, p.m - 1u);\n    let r$i = mm$i % hw;\n    \
+                     let nb$i = (mm$i / hw) * p.h;\n    \
+                     let iy$i = select(-1000000, i32(r$i / p.wo) * s - i32(p.pad), pm$i < p.m);\n    \
+                     let ix$i = i32(r$i % p.wo) * s - i32(p.pad);\n",
+                ),
+            ),
+            (
+                "SETUP",
+                rep(tn, "    let wb$j = (g * p.cog + min(co0 + $ju, p.cog - 1u)) * ksz;\n".replace("$j", "$i").as_str())
+                    + &rep2(tm, tn, "    var acc$i_$j = 0.0;\n"),
+            ),
+            (
+                "TAP",
+                rep(
+                    tm,
+                    "            let ty$i = iy$i + i32(ky);\n            let tx$i = ix$i + i32(kx);\n            \
+                     let ok$i = ty$i >= 0 && ty$i < i32(p.h) && tx$i >= 0 && tx$i < i32(p.w);\n            \
+                     let xa$i = select(0u, ((nb$i + u32(ty$i)) * p.w + u32(tx$i)) * p.cin + cbase, ok$i);\n            \
+                     let xm$i = select(0.0, 1.0, ok$i);\n",
+                ),
+            ),
+            (
+                "BODY",
+                rep(tm, "                let a$i = x[(xa$i + c) / V] * xm$i;\n")
+                    + &(0..tn)
+                        .map(|j| {
+                            format!("                let b{j} = wt[(wb{j} + wo + c) / V];\n")
+                                + &rep(tm, &format!("                acc$i_{j} = mac(acc$i_{j}, a$i, b{j});\n"))
+                        })
+                        .collect::<String>(),
+            ),
+            (
+                "STORE",
+                rep2(
+                    tm,
+                    tn,
+                    "    if (m0 + $iu < p.m && co0 + $ju < p.cog) {\n        let oc = g * p.cog + co0 + $ju;\n        \
+                     y[(m0 + $iu) * p.cout + oc] = acc$i_$j + select(0.0, bias[oc], p.has_bias != 0u);\n    }\n",
+                ),
+            ),
+        ],
+    );
+    let body = specialize(&body, &[("TM", tm), ("TN", tn), ("WG", tile.wg)]);
+    format!("{}\n{body}", prelude(v))
+}
+
+/// Backward-to-input source for a `tm × tn` register tile, vector width `v`.
+pub(crate) fn bwd_data_source(tile: Tile, v: u32) -> String {
+    let (tm, tn) = (tile.tm, tile.tn);
+    let body = blocks(
+        BWD_DATA,
+        &[
+            (
+                "PIXELS",
+                rep(
+                    tm,
+                    "    let pm$i = m0 + $iu;\n    let mm$i = min(pm$i, p.mp - 1u);\n    let r$i = mm$i % hwp;\n    \
+                     let pn$i = mm$i / hwp;\n    let qy$i = py + s * (r$i / p.wp);\n    let qx$i = px + s * (r$i % p.wp);\n    \
+                     let piy$i = select(-1000000, i32(qy$i), pm$i < p.mp && qy$i < p.h && qx$i < p.w);\n    \
+                     let pix$i = i32(qx$i);\n",
+                ),
+            ),
+            (
+                "SETUP",
+                rep(tn, "    let wb$i = min(ci0 + $iu, p.cg - 1u) * p.cog;\n")
+                    + &rep2(tm, tn, "    var acc$i_$j = 0.0;\n"),
+            ),
+            (
+                "TAP",
+                rep(
+                    tm,
+                    "            let ny$i = piy$i + i32(p.pad) - i32(ky);\n            \
+                     let nx$i = pix$i + i32(p.pad) - i32(kx);\n            \
+                     let oy$i = ny$i / i32(s);\n            let ox$i = nx$i / i32(s);\n            \
+                     let ok$i = ny$i >= 0 && nx$i >= 0 && oy$i < i32(p.ho) && ox$i < i32(p.wo);\n            \
+                     let da$i = select(0u, ((pn$i * p.ho + u32(oy$i)) * p.wo + u32(ox$i)) * p.cout + cbase, ok$i);\n            \
+                     let dm$i = select(0.0, 1.0, ok$i);\n",
+                ),
+            ),
+            (
+                "BODY",
+                rep(tm, "                let a$i = dy[(da$i + c) / V] * dm$i;\n")
+                    + &(0..tn)
+                        .map(|j| {
+                            format!("                let b{j} = wt[(wo + wb{j} + c) / V];\n")
+                                + &rep(tm, &format!("                acc$i_{j} = mac(acc$i_{j}, a$i, b{j});\n"))
+                        })
+                        .collect::<String>(),
+            ),
+            (
+                "STORE",
+                rep(
+                    tm,
+                    &format!(
+                        "    if (piy$i >= 0) {{\n        \
+                         let base$i = ((pn$i * p.h + u32(piy$i)) * p.w + u32(pix$i)) * p.cin + g * p.cg + ci0;\n{}    }}\n",
+                        (0..tn)
+                            .map(|j| format!("        if (ci0 + {j}u < p.cg) {{ dx[base$i + {j}u] = acc$i_{j}; }}\n"))
+                            .collect::<String>()
+                    ),
+                ),
+            ),
+        ],
+    );
+    let body = specialize(&body, &[("TM", tm), ("TN", tn), ("WG", tile.wg)]);
+    format!("{}\n{body}", prelude(v))
+}
+
+/// Backward-to-weights source for `tm` output × `tn` input channels (`tn` a multiple of `v`).
+pub(crate) fn bwd_weights_source(tile: Tile, v: u32) -> String {
+    let (tm, tnv) = (tile.tm, tile.tn / v);
+    let body = blocks(
+        BWD_W,
+        &[
+            (
+                "SETUP",
+                rep(tm, "    let dyo$i = g * p.cog + min(co0 + $iu, p.cog - 1u);\n")
+                    + &rep(tnv, "    let xo$i = g * p.cg + min(ci0 + $iu * V, p.cg - V);\n")
+                    + &rep2(tm, tnv, "    var acc$i_$j = VT();\n"),
+            ),
+            (
+                "BODY",
+                rep(tnv, "        let b$i = x[(xb + xo$i) / V] * xm;\n")
+                    + &(0..tm)
+                        .map(|i| {
+                            format!("        let a{i} = VT(dy[db + dyo{i}]);\n")
+                                + &rep(tnv, &format!("        acc{i}_$i = fma(a{i}, b$i, acc{i}_$i);\n"))
+                        })
+                        .collect::<String>(),
+            ),
+            (
+                "STORE",
+                rep2(
+                    tm,
+                    tnv,
+                    "    if (co0 + $iu < p.cog && ci0 + $ju * V < p.cg) {\n        \
+                     part[(((chunk * p.cout + g * p.cog + co0 + $iu) * khw + tap) * p.cg + ci0 + $ju * V) / V] = acc$i_$j;\n    }\n",
+                ),
+            ),
+        ],
+    );
+    let body = specialize(&body, &[("TM", tm), ("TNV", tnv), ("WG", tile.wg)]);
+    format!("{}\n{body}", prelude(v))
+}
+
 fn check_len(what: &str, t: &Tensor, want: usize) -> Result<()> {
     if t.len() != want {
         bail!(
@@ -308,9 +488,8 @@ pub fn conv_forward_with(
     let v = if cg % 4 == 0 { 4 } else { 1 };
     let key = format!("conv_fwd/tm{}_tn{}_wg{}_v{v}", tile.tm, tile.tn, tile.wg);
     let k = gpu.kernel(&key, || {
-        let body = specialize(FWD, &[("TM", tile.tm), ("TN", tile.tn), ("WG", tile.wg)]);
         (
-            format!("{}\n{body}", prelude(v)),
+            fwd_source(tile, v),
             "main",
             vec![
                 Slot::Read,
@@ -392,12 +571,8 @@ pub fn conv_backward_data_with(
         tile.tm, tile.tn, tile.wg
     );
     let k = gpu.kernel(&key, || {
-        let body = specialize(
-            BWD_DATA,
-            &[("TM", tile.tm), ("TN", tile.tn), ("WG", tile.wg)],
-        );
         (
-            format!("{}\n{body}", prelude(v)),
+            bwd_data_source(tile, v),
             "main",
             vec![Slot::Read, Slot::Read, Slot::ReadWrite, Slot::Uniform],
         )
@@ -471,12 +646,8 @@ pub fn conv_backward_weights_with(
         tile.tm, tile.tn, tile.wg
     );
     let k = gpu.kernel(&key, || {
-        let body = specialize(
-            BWD_W,
-            &[("TM", tile.tm), ("TNV", tile.tn / v), ("WG", tile.wg)],
-        );
         (
-            format!("{}\n{body}", prelude(v)),
+            bwd_weights_source(tile, v),
             "main",
             vec![Slot::Read, Slot::Read, Slot::ReadWrite, Slot::Uniform],
         )

@@ -14,6 +14,45 @@ use anyhow::{ensure, Result};
 
 const GEMM: &str = include_str!("../../../shaders/gemm.wgsl");
 
+/// The GEMM template with its register tile written out (`tm` rows × `tnv` VTs).
+fn gemm_code(tm: u32, tnv: u32) -> String {
+    let mut setup = String::new();
+    for i in 0..tm {
+        setup += &format!("    let ra{i} = min(r0 + {i}u, p.m - 1u) * p.k;\n");
+    }
+    for j in 0..tnv {
+        setup += &format!("    let cb{j} = min(c0 + {j}u * V, p.n - V) / V;\n");
+    }
+    for i in 0..tm {
+        for j in 0..tnv {
+            setup += &format!("    var acc{i}_{j} = VT();\n");
+        }
+    }
+    let mut body = String::new();
+    for j in 0..tnv {
+        body += &format!("        let b{j} = b[k * nv + cb{j}];\n");
+    }
+    for i in 0..tm {
+        body += &format!("        let a{i} = VT(a[ra{i} + k]);\n");
+        for j in 0..tnv {
+            body += &format!("        acc{i}_{j} = fma(a{i}, b{j}, acc{i}_{j});\n");
+        }
+    }
+    let mut store = String::new();
+    for i in 0..tm {
+        store += &format!("    if (r0 + {i}u < p.m) {{\n");
+        for j in 0..tnv {
+            store += &format!(
+                "        if (c0 + {j}u * V < p.n) {{ c[((r0 + {i}u) * p.n + c0 + {j}u * V) / V] = acc{i}_{j}; }}\n"
+            );
+        }
+        store += "    }\n";
+    }
+    GEMM.replace("{{SETUP}}", &setup)
+        .replace("{{BODY}}", &body)
+        .replace("{{STORE}}", &store)
+}
+
 /// Rows × columns per invocation: 16×16 in 8-wide workgroups on CPU adapters (32×32 is a
 /// little faster on lavapipe but takes ~6 s to JIT), 4×4 in 64-wide workgroups on GPUs.
 pub fn default_gemm_tile(gpu: &Gpu) -> Tile {
@@ -81,7 +120,10 @@ pub fn gemm_with(
     let tn = tile.tn.div_ceil(v) * v;
     let key = format!("gemm/tm{}_tn{tn}_wg{}_v{v}", tile.tm, tile.wg);
     let kern = gpu.kernel(&key, || {
-        let body = specialize(GEMM, &[("TM", tile.tm), ("TNV", tn / v), ("WG", tile.wg)]);
+        let body = specialize(
+            &gemm_code(tile.tm, tn / v),
+            &[("TM", tile.tm), ("TNV", tn / v), ("WG", tile.wg)],
+        );
         (
             format!("{}\n{body}", prelude(v)),
             "main",
