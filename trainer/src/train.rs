@@ -245,7 +245,7 @@ fn append_metrics(path: &Path, s: &EpochStats) -> Result<()> {
     let mut f = std::fs::OpenOptions::new().append(true).create(true).open(path).with_context(|| format!("cannot write {}", path.display()))?;
     writeln!(
         f,
-        "{},{:.6},{:.6},{:.6},{:.6},{},{:.2},{:.2}",
+        "{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.2},{:.2}",
         s.epoch, s.train_loss, s.train_err, s.test_loss, s.test_err, s.lr, s.images_per_s, s.seconds
     )?;
     Ok(())
