@@ -1,1 +1,35 @@
 //! Shared helpers for the cross-crate tests.
+
+use std::path::PathBuf;
+use tsc_trainer::config::TrainConfig;
+use tsc_trainer::gpu::Gpu;
+use tsc_trainer::train::{train, TrainRun};
+
+/// A fresh, empty folder under the target directory for one test.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A tiny config on the shipped digits: depth 8, stem width 8, a few steps per epoch.
+pub fn tiny_digits(steps: &str) -> TrainConfig {
+    TrainConfig {
+        dataset: "digits".into(),
+        depth: 8,
+        width: 0.5,
+        steps: steps.into(),
+        epochs: 2,
+        batch: 32,
+        max_steps: 6,
+        workers: 2,
+        seed: 3,
+        ..Default::default()
+    }
+}
+
+/// Train `cfg` into `dir` (quietly) and return the GPU.
+pub fn train_into(gpu: &Gpu, cfg: &TrainConfig, dir: &std::path::Path, resume: bool) {
+    train(cfg, &TrainRun { gpu, run_dir: dir.to_path_buf(), resume, quiet: true }).unwrap();
+}

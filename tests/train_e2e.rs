@@ -1,0 +1,98 @@
+//! Training end to end on the shipped digits: the loss falls, a run interrupted and resumed
+//! reaches the same weights as one that was not, checkpoints round-trip through core, and bad
+//! input gets a clear error.
+
+use tsc_core::arch::{Shape3, StepMode};
+use tsc_trainer::config::TrainConfig;
+use tsc_trainer::gpu::Gpu;
+use tsc_trainer::model::{arch_for, HostModel};
+use tsc_trainer::train::{eval, train, TrainRun};
+use tsc_tests::{scratch_dir, tiny_digits, train_into};
+
+#[test]
+fn loss_falls_on_digits() {
+    let gpu = Gpu::new(None).unwrap();
+    let dir = scratch_dir("loss_falls");
+    let mut cfg = tiny_digits("lstm");
+    cfg.epochs = 3;
+    cfg.max_steps = 12;
+    let stats = train(&cfg, &TrainRun { gpu: &gpu, run_dir: dir.clone(), resume: false, quiet: true }).unwrap();
+    for s in &stats {
+        println!("epoch {} train loss {:.4} test loss {:.4} test err {:.3}", s.epoch, s.train_loss, s.test_loss, s.test_err);
+    }
+    assert_eq!(stats.len(), 3);
+    assert!(stats[2].train_loss < 0.7 * stats[0].train_loss, "training loss did not fall");
+    assert!(stats[2].test_err < 0.5, "test error {:.3} after 36 steps", stats[2].test_err);
+    let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "header + one row per epoch:\n{csv}");
+    let saved = TrainConfig::load(&dir.join("config.toml")).unwrap();
+    assert_eq!(saved, cfg, "the run folder holds the config actually used");
+}
+
+#[test]
+fn resume_reaches_the_same_weights() {
+    let gpu = Gpu::new(None).unwrap();
+    let cfg = tiny_digits("lstm");
+    let straight = scratch_dir("resume_straight");
+    train_into(&gpu, &cfg, &straight, false);
+
+    let split = scratch_dir("resume_split");
+    let first = TrainConfig { epochs: 1, ..cfg.clone() };
+    train_into(&gpu, &first, &split, false);
+    train_into(&gpu, &cfg, &split, true);
+
+    let a = HostModel::load(&straight.join("checkpoint.tscm")).unwrap();
+    let b = HostModel::load(&split.join("checkpoint.tscm")).unwrap();
+    let mut worst = 0.0f32;
+    for (x, y) in a.tensors.iter().chain(&a.extras).zip(b.tensors.iter().chain(&b.extras)) {
+        assert_eq!(x.name, y.name);
+        for (p, q) in x.data.iter().zip(&y.data) {
+            worst = worst.max((p - q).abs() / p.abs().max(1.0));
+        }
+    }
+    println!("max relative difference straight vs resumed: {worst:.2e}");
+    assert!(worst <= 1e-6, "resumed run differs by {worst}");
+}
+
+#[test]
+fn checkpoint_of_another_architecture_is_refused() {
+    let gpu = Gpu::new(None).unwrap();
+    let dir = scratch_dir("other_arch");
+    let cfg = TrainConfig { depth: 8, width: 0.25, ..Default::default() };
+    // A CIFAR-shaped model against the digits dataset.
+    let arch = arch_for(&cfg, Shape3::new(32, 32, 3), 10, &[0.5; 3], &[0.25; 3]).unwrap();
+    let host = HostModel::init(arch, vec![], 1).unwrap();
+    let p = dir.join("cifar.tscm");
+    host.save(&p).unwrap();
+    let err = eval(Some(&gpu), &p, &TrainConfig::default()).unwrap_err().to_string();
+    assert!(err.contains("another architecture"), "{err}");
+
+    std::fs::write(dir.join("junk.tscm"), b"not a model at all").unwrap();
+    let err = format!("{:#}", HostModel::load(&dir.join("junk.tscm")).unwrap_err());
+    assert!(err.contains("junk.tscm"), "{err}");
+}
+
+#[test]
+fn controller_parameters_follow_table_1() {
+    // Paper Table 1 for basic blocks, TSC_LSTM: Σ_b C_b²/r (1 + 8/r + k1k2) per stage, with
+    // w̄ the concatenation of both convs' summaries (so 2·k1k2 here, see docs/TRAINING.md),
+    // plus biases H + 4H + C. TSC_2fc: Σ_b L_b (C_b²/r (1 + 2·k1k2) + H + C).
+    for (steps, r) in [("lstm", 4), ("2fc", 4), ("lstm", 8), ("indp", 4)] {
+        let cfg = TrainConfig { depth: 20, steps: steps.into(), reduction: r, ..Default::default() };
+        let arch = arch_for(&cfg, Shape3::new(32, 32, 3), 10, &[0.5; 3], &[0.25; 3]).unwrap();
+        let counted = tsc_trainer::tools::count(&arch).controller_params;
+        let mut formula = 0;
+        for st in arch.stages() {
+            let (c, l) = (st.width, st.blocks);
+            let h = c / r;
+            formula += match arch.step {
+                StepMode::Lstm => h * 18 * c + 4 * h * 2 * h + c * h + h + 4 * h + c,
+                StepMode::TwoFc => l * (h * 18 * c + c * h + h + c),
+                StepMode::Indp => l * c,
+                StepMode::Fixed(_) => 0,
+            };
+        }
+        println!("{steps} r={r}: {counted} controller parameters (formula {formula})");
+        assert_eq!(counted, formula);
+    }
+}

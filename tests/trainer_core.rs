@@ -1,0 +1,92 @@
+//! The GPU trainer against core on the same weights: step sizes recomputed by core from a
+//! checkpoint match the GPU controller's (1e-5), and on real held-out digits the GPU's
+//! evaluation logits match core's inference on the folded export (1e-4 relative), for every
+//! step-size mode. The checkpoints are briefly trained, so BN statistics and Δt are not at
+//! their initial values.
+
+use tsc_core::Model;
+use tsc_trainer::data::{self, Normalization};
+use tsc_trainer::gpu::Gpu;
+use tsc_trainer::model::HostModel;
+use tsc_trainer::net::{GpuModel, Graph, Mode};
+use tsc_tests::{scratch_dir, tiny_digits, train_into};
+
+fn compare(steps: &str) {
+    let gpu = Gpu::new(None).unwrap();
+    let dir = scratch_dir(&format!("trainer_core_{}", steps.replace(':', "_")));
+    let mut cfg = tiny_digits(steps);
+    cfg.epochs = 1;
+    train_into(&gpu, &cfg, &dir, false);
+    let bytes = std::fs::read(dir.join("checkpoint.tscm")).unwrap();
+    let host = HostModel::decode(&bytes).unwrap();
+    let ck = Model::parse(&bytes).unwrap();
+    let folded = tsc_core::fold::fold_to_vec(&ck).unwrap();
+    let fm = Model::parse(&folded).unwrap();
+    let a = host.arch;
+
+    // Δt: GPU (after one forward) vs core's controller math on the checkpoint.
+    let (_, test) = data::load(&cfg.dataset_spec().unwrap()).unwrap();
+    let n = test.len();
+    let m = GpuModel::new(&gpu, &host, 0.9, 0.0).unwrap();
+    let g = Graph::new(&gpu, &m, n, Mode::Eval).unwrap();
+    let norm = Normalization { mean: a.mean[..a.input.c].to_vec(), std: a.std[..a.input.c].to_vec() };
+    let mut images = vec![0.0f32; n * test.image_len()];
+    for i in 0..n {
+        let len = test.image_len();
+        norm.normalize_into(test.image(i), test.scale, &mut images[i * len..(i + 1) * len]);
+    }
+    g.load(&gpu, &images, &test.labels).unwrap();
+    g.run(&gpu, &m);
+    let gpu_steps = m.steps(&gpu).unwrap();
+    let core_steps = tsc_trainer::tools::block_steps(&bytes).unwrap();
+    let mut worst_dt = 0.0f32;
+    for (gs, (_, _, cs)) in gpu_steps.iter().zip(&core_steps) {
+        for (x, y) in gs.iter().zip(cs) {
+            worst_dt = worst_dt.max((x - y).abs());
+        }
+    }
+    println!("[{steps}] max |Δt_gpu − Δt_core| = {worst_dt:.2e}");
+    assert!(worst_dt <= 1e-5, "{steps}: step sizes differ by {worst_dt}");
+
+    // Logits: GPU eval graph (unfolded, BN inference) vs core on the folded export.
+    let gl = gpu.download(&g.logits).unwrap();
+    let k = a.classes;
+    let mut scratch = vec![0.0f32; fm.scratch_len()];
+    let mut logits = vec![0.0f32; k];
+    let (mut num, mut den, mut agree) = (0.0f64, 0.0f64, 0);
+    for i in 0..n {
+        let x: Vec<f32> = test.image(i).iter().map(|&v| v as f32 * test.scale).collect();
+        tsc_core::infer(&fm, &x, &mut scratch, &mut logits).unwrap();
+        let row = &gl[i * k..(i + 1) * k];
+        for (p, q) in row.iter().zip(&logits) {
+            num = num.max((p - q).abs() as f64);
+            den = den.max(q.abs() as f64);
+        }
+        if tsc_core::layers::argmax(row) == tsc_core::layers::argmax(&logits) {
+            agree += 1;
+        }
+    }
+    let rel = num / den.max(1e-12);
+    println!("[{steps}] {n} real test images: max |logit_gpu − logit_core(folded)| / max|logit| = {rel:.2e}; argmax agrees on {agree}/{n}");
+    assert!(rel <= 1e-4, "{steps}: logits differ by {rel:.2e} relative");
+}
+
+#[test]
+fn lstm_matches_core() {
+    compare("lstm");
+}
+
+#[test]
+fn twofc_matches_core() {
+    compare("2fc");
+}
+
+#[test]
+fn indp_matches_core() {
+    compare("indp");
+}
+
+#[test]
+fn fixed_matches_core() {
+    compare("fixed:0.5");
+}
