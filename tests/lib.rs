@@ -1,13 +1,12 @@
 //! Shared helpers for the cross-crate tests.
 
-use std::path::PathBuf;
 use tsc_trainer::config::TrainConfig;
 use tsc_trainer::gpu::Gpu;
 use tsc_trainer::train::{train, TrainRun};
 
 /// A fresh, empty folder under the target directory for one test.
 pub fn scratch_dir(name: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let d = std::env::temp_dir().join(format!("tsc-tests-{}", std::process::id())).join(name);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
