@@ -1,5 +1,6 @@
 //! Shared helpers for the cross-crate tests.
 
+use std::path::PathBuf;
 use tsc_trainer::config::TrainConfig;
 use tsc_trainer::gpu::Gpu;
 use tsc_trainer::train::{train, TrainRun};
