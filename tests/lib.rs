@@ -30,6 +30,6 @@ pub fn tiny_digits(steps: &str) -> TrainConfig {
 }
 
 /// Train `cfg` into `dir` (quietly) and return the GPU.
-pub fn train_into(gpu: &Gpu, cfg: &TrainConfig, dir: &std::path::Path, resume: bool) {
-    train(cfg, &TrainRun { gpu, run_dir: dir.to_path_buf(), resume, quiet: true }).unwrap();
+pub fn train_into(gpu: &Gpu, cfg: &TrainConfig, dir: &std::path::Path, resume: bool, stop_after: Option<usize>) {
+    train(cfg, &TrainRun { gpu, run_dir: dir.to_path_buf(), resume, quiet: true, stop_after }).unwrap();
 }

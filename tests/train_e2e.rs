@@ -16,7 +16,7 @@ fn loss_falls_on_digits() {
     let mut cfg = tiny_digits("lstm");
     cfg.epochs = 3;
     cfg.max_steps = 12;
-    let stats = train(&cfg, &TrainRun { gpu: &gpu, run_dir: dir.clone(), resume: false, quiet: true }).unwrap();
+    let stats = train(&cfg, &TrainRun { gpu: &gpu, run_dir: dir.clone(), resume: false, quiet: true, stop_after: None }).unwrap();
     for s in &stats {
         println!("epoch {} train loss {:.4} test loss {:.4} test err {:.3}", s.epoch, s.train_loss, s.test_loss, s.test_err);
     }
@@ -34,12 +34,11 @@ fn resume_reaches_the_same_weights() {
     let gpu = Gpu::new(None).unwrap();
     let cfg = tiny_digits("lstm");
     let straight = scratch_dir("resume_straight");
-    train_into(&gpu, &cfg, &straight, false);
+    train_into(&gpu, &cfg, &straight, false, None);
 
     let split = scratch_dir("resume_split");
-    let first = TrainConfig { epochs: 1, ..cfg.clone() };
-    train_into(&gpu, &first, &split, false);
-    train_into(&gpu, &cfg, &split, true);
+    train_into(&gpu, &cfg, &split, false, Some(1)); // interrupted after epoch 1
+    train_into(&gpu, &cfg, &split, true, None);
 
     let a = HostModel::load(&straight.join("checkpoint.tscm")).unwrap();
     let b = HostModel::load(&split.join("checkpoint.tscm")).unwrap();

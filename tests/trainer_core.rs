@@ -16,7 +16,7 @@ fn compare(steps: &str) {
     let dir = scratch_dir(&format!("trainer_core_{}", steps.replace(':', "_")));
     let mut cfg = tiny_digits(steps);
     cfg.epochs = 1;
-    train_into(&gpu, &cfg, &dir, false);
+    train_into(&gpu, &cfg, &dir, false, None);
     let bytes = std::fs::read(dir.join("checkpoint.tscm")).unwrap();
     let host = HostModel::decode(&bytes).unwrap();
     let ck = Model::parse(&bytes).unwrap();

@@ -200,7 +200,7 @@ fn run(cli: Cli) -> Result<()> {
                 (None, None) => PathBuf::from(format!("runs/{}-{}", cfg.dataset, cfg.steps.replace(':', "-"))),
             };
             let gpu = gpu()?;
-            let stats = train::train(&cfg, &TrainRun { gpu: &gpu, run_dir: run_dir.clone(), resume: a.resume.is_some(), quiet: false })?;
+            let stats = train::train(&cfg, &TrainRun { gpu: &gpu, run_dir: run_dir.clone(), resume: a.resume.is_some(), quiet: false, stop_after: None })?;
             if let Some(s) = stats.last() {
                 println!("done: test top-1 error {:.2}% (accuracy {:.2}%), checkpoint {}", 100.0 * s.test_err, 100.0 * (1.0 - s.test_err), run_dir.join(train::CHECKPOINT).display());
             }

@@ -116,6 +116,9 @@ pub struct TrainRun<'a> {
     pub resume: bool,
     /// Print a line per epoch (the progress bar shows itself only on a terminal).
     pub quiet: bool,
+    /// Stop after this many finished epochs, as an interruption would (the schedule still
+    /// spans `cfg.epochs`). `None`: run to the end.
+    pub stop_after: Option<usize>,
 }
 
 /// Train (or resume) a run; returns the per-epoch statistics of this call.
@@ -179,7 +182,8 @@ pub fn train(cfg: &TrainConfig, run: &TrainRun) -> Result<Vec<EpochStats>> {
     };
 
     let mut out = Vec::new();
-    for epoch in start_epoch..cfg.epochs {
+    let end = run.stop_after.map_or(cfg.epochs, |e| e.min(cfg.epochs));
+    for epoch in start_epoch..end {
         let t0 = Instant::now();
         g.reset_metrics(gpu);
         let pb = progress(steps, epoch, cfg.epochs);
