@@ -42,8 +42,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let px = phase % s;
     let ci0 = tile * TN;
     let hwp = p.hp * p.wp;
-    // Per pixel i of this phase (generated, see the note above): pn{i} image, piy{i}/pix{i}
-    // input coordinates (piy far out of range for pixels past the end).
+    // Per pixel i of this phase (generated, see the note above): pn{i} image, ty{i}/tx{i}
+    // phase-grid coordinates, piy{i}/pix{i} input coordinates (piy < 0 for pixels past the end).
 {{PIXELS}}
     let khw = p.kh * p.kw;
     let cbase = g * p.cog;
@@ -51,8 +51,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {{SETUP}}
     for (var ky = (py + p.pad) % s; ky < p.kh; ky += s) {
         for (var kx = (px + p.pad) % s; kx < p.kw; kx += s) {
-            // exact division: iy + pad − ky ≡ 0 (mod s) in this phase. da{i}: dy offset of the
-            // output pixel pixel i reads at this tap (0 if none), dm{i}: 1 or 0.
+            // Output pixel read at this tap: oy = (iy + pad − ky) / s = ty + offy, exact since
+            // iy + pad − ky ≡ 0 (mod s) in this phase (one division per tap, not per pixel).
+            // da{i}: dy offset of the output pixel pixel i reads (0 if none), dm{i}: 1 or 0.
+            let offy = (i32(py + p.pad) - i32(ky)) / i32(s);
+            let offx = (i32(px + p.pad) - i32(kx)) / i32(s);
 {{TAP}}
             let wo = ((g * khw + ky * p.kw + kx) * p.cg) * p.cog;
             for (var c = 0u; c < p.cog; c += V) {

@@ -22,7 +22,7 @@ const TNV: u32 = {{TNV}}u;
 const WG: u32 = {{WG}}u;
 
 @group(0) @binding(0) var<storage, read> x: array<VT>;
-@group(0) @binding(1) var<storage, read> dy: array<f32>;
+@group(0) @binding(1) var<storage, read> dy: array<{{DYT}}>; // vec4 along Cout when Cog % 4 == 0
 @group(0) @binding(2) var<storage, read_write> part: array<VT>;
 @group(0) @binding(3) var<uniform> p: P;
 
@@ -47,15 +47,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let hw = p.ho * p.wo;
     let p0 = chunk * p.chunk;
     let p1 = min(p0 + p.chunk, p.pix);
+    // pixel coordinates advanced incrementally (integer division is slow on CPU SIMD)
+    var n = p0 / hw;
+    var oy = (p0 % hw) / p.wo;
+    var ox = p0 % p.wo;
     for (var q = p0; q < p1; q++) {
-        let r = q % hw;
-        let n = q / hw;
-        let iy = i32(r / p.wo) * s - i32(p.pad) + i32(ky);
-        let ix = i32(r % p.wo) * s - i32(p.pad) + i32(kx);
+        let iy = i32(oy) * s - i32(p.pad) + i32(ky);
+        let ix = i32(ox) * s - i32(p.pad) + i32(kx);
         let ok = iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w);
         let xb = select(0u, ((n * p.h + u32(iy)) * p.w + u32(ix)) * p.cin, ok);
         let xm = select(0.0, 1.0, ok);
-        let db = q * p.cout;
+        ox += 1u;
+        let wrap = ox == p.wo;
+        ox = select(ox, 0u, wrap);
+        oy = select(oy, oy + 1u, wrap);
+        let wrap2 = oy == p.ho;
+        oy = select(oy, 0u, wrap2);
+        n = select(n, n + 1u, wrap2);
 {{BODY}}
     }
 {{STORE}}

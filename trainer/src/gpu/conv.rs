@@ -326,7 +326,8 @@ pub(crate) fn bwd_data_source(tile: Tile, v: u32) -> String {
                 rep(
                     tm,
                     "    let pm$i = m0 + $iu;\n    let mm$i = min(pm$i, p.mp - 1u);\n    let r$i = mm$i % hwp;\n    \
-                     let pn$i = mm$i / hwp;\n    let qy$i = py + s * (r$i / p.wp);\n    let qx$i = px + s * (r$i % p.wp);\n    \
+                     let pn$i = mm$i / hwp;\n    let ty$i = i32(r$i / p.wp);\n    let tx$i = i32(r$i % p.wp);\n    \
+                     let qy$i = py + s * u32(ty$i);\n    let qx$i = px + s * u32(tx$i);\n    \
                      let piy$i = select(-1000000, i32(qy$i), pm$i < p.mp && qy$i < p.h && qx$i < p.w);\n    \
                      let pix$i = i32(qx$i);\n",
                 ),
@@ -340,10 +341,8 @@ pub(crate) fn bwd_data_source(tile: Tile, v: u32) -> String {
                 "TAP",
                 rep(
                     tm,
-                    "            let ny$i = piy$i + i32(p.pad) - i32(ky);\n            \
-                     let nx$i = pix$i + i32(p.pad) - i32(kx);\n            \
-                     let oy$i = ny$i / i32(s);\n            let ox$i = nx$i / i32(s);\n            \
-                     let ok$i = ny$i >= 0 && nx$i >= 0 && oy$i < i32(p.ho) && ox$i < i32(p.wo);\n            \
+                    "            let oy$i = ty$i + offy;\n            let ox$i = tx$i + offx;\n            \
+                     let ok$i = piy$i >= 0 && oy$i >= 0 && ox$i >= 0 && oy$i < i32(p.ho) && ox$i < i32(p.wo);\n            \
                      let da$i = select(0u, ((pn$i * p.ho + u32(oy$i)) * p.wo + u32(ox$i)) * p.cout + cbase, ok$i);\n            \
                      let dm$i = select(0.0, 1.0, ok$i);\n",
                 ),
@@ -377,27 +376,52 @@ pub(crate) fn bwd_data_source(tile: Tile, v: u32) -> String {
     format!("{}\n{body}", prelude(v))
 }
 
-/// Backward-to-weights source for `tm` output × `tn` input channels (`tn` a multiple of `v`).
-pub(crate) fn bwd_weights_source(tile: Tile, v: u32) -> String {
+/// Backward-to-weights source for `tm` output × `tn` input channels (`tn` a multiple of `v`);
+/// `dv` = 4 loads dy as vec4 along the output channels (needs `Cog % 4 == 0`, `tm % 4 == 0`).
+pub(crate) fn bwd_weights_source(tile: Tile, v: u32, dv: u32) -> String {
     let (tm, tnv) = (tile.tm, tile.tn / v);
+    let (dyo, dyload) = if dv == 4 {
+        (
+            rep(
+                tm / 4,
+                "    let dyo$i = (g * p.cog + min(co0 + $iu * 4u, p.cog - 4u)) / 4u;\n",
+            ),
+            (0..tm / 4)
+                .map(|i| {
+                    format!("        let d{i} = dy[q * (p.cout / 4u) + dyo{i}];\n")
+                        + &["x", "y", "z", "w"]
+                            .iter()
+                            .enumerate()
+                            .map(|(c, f)| {
+                                format!("        let a{} = VT(d{i}.{f});\n", 4 * i + c as u32)
+                            })
+                            .collect::<String>()
+                })
+                .collect::<String>(),
+        )
+    } else {
+        (
+            rep(
+                tm,
+                "    let dyo$i = g * p.cog + min(co0 + $iu, p.cog - 1u);\n",
+            ),
+            rep(tm, "        let a$i = VT(dy[q * p.cout + dyo$i]);\n"),
+        )
+    };
     let body = blocks(
         BWD_W,
         &[
+            ("DYT", if dv == 4 { "vec4<f32>" } else { "f32" }.to_string()),
             (
                 "SETUP",
-                rep(tm, "    let dyo$i = g * p.cog + min(co0 + $iu, p.cog - 1u);\n")
-                    + &rep(tnv, "    let xo$i = g * p.cg + min(ci0 + $iu * V, p.cg - V);\n")
+                dyo + &rep(tnv, "    let xo$i = g * p.cg + min(ci0 + $iu * V, p.cg - V);\n")
                     + &rep2(tm, tnv, "    var acc$i_$j = VT();\n"),
             ),
             (
                 "BODY",
                 rep(tnv, "        let b$i = x[(xb + xo$i) / V] * xm;\n")
-                    + &(0..tm)
-                        .map(|i| {
-                            format!("        let a{i} = VT(dy[db + dyo{i}]);\n")
-                                + &rep(tnv, &format!("        acc{i}_$i = fma(a{i}, b$i, acc{i}_$i);\n"))
-                        })
-                        .collect::<String>(),
+                    + &dyload
+                    + &rep2(tm, tnv, "        acc$i_$j = fma(a$i, b$j, acc$i_$j);\n"),
             ),
             (
                 "STORE",
@@ -641,13 +665,18 @@ pub fn conv_backward_weights_with(
     let v: u32 = if cg % 4 == 0 { 4 } else { 1 };
     let tn = tile.tn.div_ceil(v) * v;
     let tile = Tile { tn, ..tile };
+    let dv: u32 = if cog % 4 == 0 && tile.tm % 4 == 0 {
+        4
+    } else {
+        1
+    };
     let key = format!(
-        "conv_bwd_weights/tm{}_tn{}_wg{}_v{v}",
+        "conv_bwd_weights/tm{}_tn{}_wg{}_v{v}_d{dv}",
         tile.tm, tile.tn, tile.wg
     );
     let k = gpu.kernel(&key, || {
         (
-            bwd_weights_source(tile, v),
+            bwd_weights_source(tile, v, dv),
             "main",
             vec![Slot::Read, Slot::Read, Slot::ReadWrite, Slot::Uniform],
         )

@@ -14,8 +14,9 @@ use anyhow::{ensure, Result};
 
 const GEMM: &str = include_str!("../../../shaders/gemm.wgsl");
 
-/// The GEMM template with its register tile written out (`tm` rows × `tnv` VTs).
-fn gemm_code(tm: u32, tnv: u32) -> String {
+/// The GEMM template with its register tile written out (`tm` rows × `tnv` VTs); `kv` = 4
+/// loads A as vec4 along K (4 k-steps per iteration), 1 as scalars.
+fn gemm_code(tm: u32, tnv: u32, kv: u32) -> String {
     let mut setup = String::new();
     for i in 0..tm {
         setup += &format!("    let ra{i} = min(r0 + {i}u, p.m - 1u) * p.k;\n");
@@ -29,13 +30,23 @@ fn gemm_code(tm: u32, tnv: u32) -> String {
         }
     }
     let mut body = String::new();
-    for j in 0..tnv {
-        body += &format!("        let b{j} = b[k * nv + cb{j}];\n");
-    }
-    for i in 0..tm {
-        body += &format!("        let a{i} = VT(a[ra{i} + k]);\n");
+    for kk in 0..kv {
         for j in 0..tnv {
-            body += &format!("        acc{i}_{j} = fma(a{i}, b{j}, acc{i}_{j});\n");
+            body += &format!("        let b{kk}_{j} = b[(k + {kk}u) * nv + cb{j}];\n");
+        }
+    }
+    let comp = ["x", "y", "z", "w"];
+    for i in 0..tm {
+        body += &format!("        let a{i} = a[(ra{i} + k) / KV];\n");
+        for kk in 0..kv {
+            let av = if kv == 4 {
+                format!("VT(a{i}.{})", comp[kk as usize])
+            } else {
+                format!("VT(a{i})")
+            };
+            for j in 0..tnv {
+                body += &format!("        acc{i}_{j} = fma({av}, b{kk}_{j}, acc{i}_{j});\n");
+            }
         }
     }
     let mut store = String::new();
@@ -51,6 +62,7 @@ fn gemm_code(tm: u32, tnv: u32) -> String {
     GEMM.replace("{{SETUP}}", &setup)
         .replace("{{BODY}}", &body)
         .replace("{{STORE}}", &store)
+        .replace("{{AT}}", if kv == 4 { "vec4<f32>" } else { "f32" })
 }
 
 /// Rows × columns per invocation: 16×16 in 8-wide workgroups on CPU adapters (32×32 is a
@@ -118,11 +130,17 @@ pub fn gemm_with(
     );
     let v: u32 = if n % 4 == 0 { 4 } else { 1 };
     let tn = tile.tn.div_ceil(v) * v;
-    let key = format!("gemm/tm{}_tn{tn}_wg{}_v{v}", tile.tm, tile.wg);
+    let kv: u32 = if k % 4 == 0 { 4 } else { 1 };
+    let key = format!("gemm/tm{}_tn{tn}_wg{}_v{v}_k{kv}", tile.tm, tile.wg);
     let kern = gpu.kernel(&key, || {
         let body = specialize(
-            &gemm_code(tile.tm, tn / v),
-            &[("TM", tile.tm), ("TNV", tn / v), ("WG", tile.wg)],
+            &gemm_code(tile.tm, tn / v, kv),
+            &[
+                ("TM", tile.tm),
+                ("TNV", tn / v),
+                ("WG", tile.wg),
+                ("KV", kv),
+            ],
         );
         (
             format!("{}\n{body}", prelude(v)),

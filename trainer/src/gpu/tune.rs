@@ -36,9 +36,9 @@ pub fn candidates_for(cpu: bool, pass: Pass, s: &ConvShape) -> Vec<Tile> {
     let d = default_tile_for(cpu, pass, s);
     let mut v = vec![d];
     let extra: &[(u32, u32, u32)] = if cpu {
-        &[(8, 16, 8), (16, 8, 8), (32, 16, 8)]
+        &[(32, 16, 8), (8, 16, 8)]
     } else {
-        &[(8, 4, 64), (4, 8, 64), (2, 4, 128), (8, 8, 64)]
+        &[(8, 4, 64), (4, 8, 64)]
     };
     for &(tm, tn, wg) in extra {
         let t = Tile { tm, tn, wg };
