@@ -78,14 +78,19 @@ fn SysTick() {
 }
 
 /// SysTick ticks since it was started (counts down from `SYST_RELOAD`; the exception counts
-/// wraps). A wrap between the two reads of the wrap count retries.
+/// wraps). A wrap between the reads retries. The counter can reload before its exception
+/// is taken (QEMU delivers it late): a pending SysTick exception then counts as one more wrap.
 fn systick_now() -> u64 {
+    use cortex_m::peripheral::SCB;
     loop {
         let w0 = SYST_WRAPS.load(Ordering::Acquire);
+        let p0 = SCB::is_pendst_pending();
         let val = SYST::get_current();
+        let p1 = SCB::is_pendst_pending();
         let w1 = SYST_WRAPS.load(Ordering::Acquire);
-        if w0 == w1 {
-            return w0 as u64 * (SYST_RELOAD as u64 + 1) + (SYST_RELOAD - val) as u64;
+        if w0 == w1 && p0 == p1 {
+            let wraps = w0 as u64 + p0 as u64;
+            return wraps * (SYST_RELOAD as u64 + 1) + (SYST_RELOAD - val) as u64;
         }
     }
 }
@@ -278,7 +283,7 @@ fn run(out: &mut Out) -> bool {
             return false;
         }
         cycles += c1.wrapping_sub(c0) as u64;
-        ticks += t1 - t0;
+        ticks += t1.saturating_sub(t0);
         let pred = argmax(&logits).unwrap_or(0);
         correct += (pred == label) as usize;
         let _ = writeln!(
