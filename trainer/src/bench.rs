@@ -6,7 +6,7 @@ use crate::gpu::conv::{
 };
 use crate::gpu::gemm::gemm_with;
 use crate::gpu::tune::{time_dispatches, tune};
-use crate::gpu::Gpu;
+use crate::gpu::{Dispatch, Gpu};
 use anyhow::Result;
 
 /// Options of `trainer bench kernels`.
@@ -21,9 +21,68 @@ pub struct KernelArgs {
     /// Time every candidate tile per shape and kernel (prints them) and report the fastest.
     #[arg(long)]
     pub tune: bool,
+    /// Use this tile (`TMxTN` or `TMxTN/wgWG`) for every conv kernel instead of the adapter's.
+    #[arg(long)]
+    pub tile: Option<String>,
     /// Size of the square matrix multiply timed as the ceiling (0: skip).
     #[arg(long, default_value_t = 1024)]
     pub gemm: usize,
+}
+
+/// CPU seconds this process has used (all threads), from /proc/self/stat; `None` elsewhere.
+/// On CPU adapters the driver's worker threads do the GPU work, so CPU time per run measures a
+/// kernel's cost independently of other processes competing for the cores.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // fields after the ")" that closes the command name: state is field 3, utime 14, stime 15
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0) // USER_HZ
+}
+
+/// Median wall seconds of `reps` runs after a warm-up, and the mean CPU seconds per run.
+fn time_runs(gpu: &Gpu, ds: &[Dispatch], reps: usize) -> Result<(f64, Option<f64>)> {
+    time_dispatches(gpu, ds, 0)?; // warm-up (and pipeline JIT) outside the CPU window
+    let c0 = cpu_seconds();
+    let wall = time_dispatches_no_warmup(gpu, ds, reps)?;
+    let cpu = match (c0, cpu_seconds()) {
+        (Some(a), Some(b)) => Some((b - a) / reps.max(1) as f64),
+        _ => None,
+    };
+    Ok((wall, cpu))
+}
+
+fn time_dispatches_no_warmup(gpu: &Gpu, ds: &[Dispatch], reps: usize) -> Result<f64> {
+    let mut t = Vec::new();
+    for _ in 0..reps.max(1) {
+        let mut rec = gpu.recorder();
+        for d in ds {
+            rec.run(d);
+        }
+        let t0 = std::time::Instant::now();
+        rec.submit();
+        gpu.wait()?;
+        t.push(t0.elapsed().as_secs_f64());
+    }
+    t.sort_by(|a, b| a.total_cmp(b));
+    Ok(t[t.len() / 2])
+}
+
+/// Parse `TMxTN` or `TMxTN/wgWG` (default workgroup 8 on CPU adapters, 64 on GPUs).
+fn parse_tile(gpu: &Gpu, s: &str) -> Result<Tile> {
+    let (dims, wg) = match s.split_once("/wg") {
+        Some((d, w)) => (d, w.parse()?),
+        None => (s, if gpu.is_cpu() { 8 } else { 64 }),
+    };
+    let (tm, tn) = dims
+        .split_once('x')
+        .ok_or_else(|| anyhow::anyhow!("--tile wants TMxTN, got '{s}'"))?;
+    Ok(Tile {
+        tm: tm.parse()?,
+        tn: tn.parse()?,
+        wg,
+    })
 }
 
 /// ResNet-20's convolutions at batch `n` (3×3, pad 1) with how often each occurs in the net.
@@ -39,8 +98,38 @@ pub fn resnet20_convs(n: usize) -> Vec<(&'static str, ConvShape, usize)> {
     ]
 }
 
+/// One timing: wall seconds (median) and, on CPU adapters, CPU seconds per run.
+struct Timing {
+    wall: f64,
+    cpu: Option<f64>,
+}
+
+impl Timing {
+    /// GFLOP/s by wall time, and the estimate for an otherwise idle machine:
+    /// `flops / (cpu seconds / cores)` (CPU adapters only).
+    fn gflops(&self, flops: f64, cores: f64) -> (f64, Option<f64>) {
+        (
+            flops / self.wall / 1e9,
+            self.cpu.map(|c| flops / (c / cores) / 1e9),
+        )
+    }
+}
+
+fn measure(gpu: &Gpu, ds: &[Dispatch], reps: usize) -> Result<Timing> {
+    let (wall, cpu) = time_runs(gpu, ds, reps)?;
+    Ok(Timing {
+        wall,
+        cpu: if gpu.is_cpu() { cpu } else { None },
+    })
+}
+
+fn fmt_opt(v: Option<f64>) -> String {
+    v.map_or("-".to_string(), |v| format!("{v:.1}"))
+}
+
 /// Time the conv kernels at ResNet-20's shapes and a square GEMM as the device's ceiling.
 pub fn kernels(gpu: &Gpu, args: &KernelArgs) -> Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     println!(
         "device: {}, batch {}, reps {}",
         gpu.describe(),
@@ -51,11 +140,19 @@ pub fn kernels(gpu: &Gpu, args: &KernelArgs) -> Result<()> {
         "FLOPs per conv kernel (fwd, dX and dW alike): 2·N·Ho·Wo·Cout·kh·kw·Cin/G; GEMM: 2·M·N·K"
     );
     println!(
-        "time: median of {} runs (submit to completion) after one warm-up run\n",
+        "time: median of {} runs (submit to completion) after one warm-up run",
         args.reps
     );
+    if gpu.is_cpu() {
+        println!(
+            "CPU adapter: 'idle GF/s' = FLOPs / (process CPU seconds per run / {cores} cores), the \
+             rate on an otherwise idle machine; 'GF/s' is by wall time and drops when other \
+             processes share the cores"
+        );
+    }
+    println!();
 
-    let mut ceiling = 0.0f64;
+    let (mut ceiling, mut ceiling_idle) = (0.0f64, 0.0f64);
     if args.gemm > 0 {
         let s = args.gemm;
         let a = gpu.zeros(&[s, s]);
@@ -63,30 +160,56 @@ pub fn kernels(gpu: &Gpu, args: &KernelArgs) -> Result<()> {
         let c = gpu.zeros(&[s, s]);
         gpu.fill(&a, 0.5);
         gpu.fill(&b, 0.25);
+        let flops = 2.0 * (s as f64).powi(3);
         let tiles: &[(u32, u32, u32)] = if gpu.is_cpu() {
             &[(16, 16, 8), (32, 32, 8)]
         } else {
             &[(4, 4, 64), (8, 8, 64), (4, 8, 64)]
         };
+        let mut report = |what: String, t: Timing| {
+            let (gf, idle) = t.gflops(flops, cores);
+            println!(
+                "{what}: {:.2} ms, {gf:.1} GF/s, idle {} GF/s",
+                t.wall * 1e3,
+                fmt_opt(idle)
+            );
+            ceiling = ceiling.max(gf);
+            ceiling_idle = ceiling_idle.max(idle.unwrap_or(0.0));
+        };
         for &(tm, tn, wg) in tiles {
             let t = Tile { tm, tn, wg };
             let ds = gemm_with(gpu, t, s, s, s, &a, &b, &c)?;
-            let sec = time_dispatches(gpu, &ds, args.reps)?;
-            let gf = 2.0 * (s as f64).powi(3) / sec / 1e9;
-            println!(
-                "gemm {s}x{s}x{s} tile {t}: {:.2} ms, {gf:.1} GFLOP/s",
-                sec * 1e3
+            report(
+                format!("gemm {s}^3 (C = A·B) tile {t}"),
+                measure(gpu, &ds, args.reps)?,
             );
-            ceiling = ceiling.max(gf);
         }
-        println!("ceiling (best GEMM): {ceiling:.1} GFLOP/s\n");
+        // The same product through the conv forward kernel (1x1 conv over M "pixels":
+        // C = A·Bᵀ), which accumulates dot products along K instead of outer products.
+        let cs = ConvShape::square(s, 1, s, s, 1, 1, 0);
+        let ctiles: &[(u32, u32, u32)] = if gpu.is_cpu() {
+            &[(16, 16, 8), (32, 16, 8)]
+        } else {
+            &[(4, 4, 64), (8, 4, 64)]
+        };
+        for &(tm, tn, wg) in ctiles {
+            let t = Tile { tm, tn, wg };
+            let ds = conv_forward_with(gpu, &cs, t, &a, &b, None, &c)?;
+            report(
+                format!("gemm {s}^3 as 1x1 conv fwd (C = A·Bᵀ) tile {t}"),
+                measure(gpu, &ds, args.reps)?,
+            );
+        }
+        println!(
+            "ceiling (best GEMM): {ceiling:.1} GF/s by wall time, {ceiling_idle:.1} GF/s idle\n"
+        );
     }
 
     println!(
-        "{:<16} {:>4} {:<6} {:<11} {:>9} {:>9} {:>8}",
-        "shape", "x", "kernel", "tile", "ms", "GFLOP/s", "% ceil"
+        "{:<15} {:>3} {:<4} {:<10} {:>8} {:>7} {:>6} {:>9} {:>6}",
+        "shape", "x", "pass", "tile", "ms", "GF/s", "%ceil", "idle GF/s", "%ceil"
     );
-    let (mut total_s, mut total_flop) = (0.0f64, 0.0f64);
+    let (mut total_s, mut total_cpu, mut total_flop) = (0.0f64, 0.0f64, 0.0f64);
     let mut per_kind = [0.0f64; 3];
     for (name, s, mult) in resnet20_convs(args.batch) {
         let x = gpu.zeros(&s.x_shape());
@@ -106,7 +229,9 @@ pub fn kernels(gpu: &Gpu, args: &KernelArgs) -> Result<()> {
         .into_iter()
         .enumerate()
         {
-            let tile = if args.tune {
+            let tile = if let Some(t) = &args.tile {
+                parse_tile(gpu, t)?
+            } else if args.tune {
                 let r = tune(gpu, pass, &s, args.reps.min(3))?;
                 let all: Vec<String> = r
                     .iter()
@@ -124,26 +249,32 @@ pub fn kernels(gpu: &Gpu, args: &KernelArgs) -> Result<()> {
                     conv_backward_weights_with(gpu, &s, tile, &x, &y, &dw, false)?
                 }
             };
-            let sec = time_dispatches(gpu, &ds, args.reps)?;
-            let gf = s.flops() / sec / 1e9;
-            let pct = if ceiling > 0.0 {
-                format!("{:.0}%", 100.0 * gf / ceiling)
-            } else {
-                "-".into()
+            let t = measure(gpu, &ds, args.reps)?;
+            let (gf, idle) = t.gflops(s.flops(), cores);
+            let pct = |v: f64, c: f64| {
+                if c > 0.0 {
+                    format!("{:.0}%", 100.0 * v / c)
+                } else {
+                    "-".into()
+                }
             };
             println!(
-                "{name:<16} {:>4} {label:<6} {:<11} {:>9.2} {gf:>9.1} {pct:>8}",
+                "{name:<15} {:>3} {label:<4} {:<10} {:>8.2} {gf:>7.1} {:>6} {:>9} {:>6}",
                 format!("x{mult}"),
                 tile.to_string(),
-                sec * 1e3
+                t.wall * 1e3,
+                pct(gf, ceiling),
+                fmt_opt(idle),
+                idle.map_or("-".into(), |v| pct(v, ceiling_idle)),
             );
-            total_s += mult as f64 * sec;
+            total_s += mult as f64 * t.wall;
+            total_cpu += mult as f64 * t.cpu.unwrap_or(0.0);
             total_flop += mult as f64 * s.flops();
-            per_kind[i] += mult as f64 * sec;
+            per_kind[i] += mult as f64 * t.wall;
         }
     }
     println!(
-        "\nResNet-20 step, all convs fwd + dX + dW with multiplicities: {:.1} ms ({:.1} GFLOP/s overall; \
+        "\nResNet-20 step, all convs fwd + dX + dW with multiplicities: {:.1} ms ({:.1} GF/s; \
          fwd {:.1} ms, dX {:.1} ms, dW {:.1} ms) => conv-only bound {:.0} images/s",
         total_s * 1e3,
         total_flop / total_s / 1e9,
@@ -152,6 +283,15 @@ pub fn kernels(gpu: &Gpu, args: &KernelArgs) -> Result<()> {
         per_kind[2] * 1e3,
         args.batch as f64 / total_s
     );
+    if gpu.is_cpu() && total_cpu > 0.0 {
+        let idle_s = total_cpu / cores;
+        println!(
+            "idle-machine estimate: {:.1} ms ({:.1} GF/s) => {:.0} images/s",
+            idle_s * 1e3,
+            total_flop / idle_s / 1e9,
+            args.batch as f64 / idle_s
+        );
+    }
     println!("(the stem's dX is included although training never needs it)");
     Ok(())
 }
