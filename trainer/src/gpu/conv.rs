@@ -114,8 +114,9 @@ impl ConvShape {
             s.stride > 0 && s.groups > 0,
             "conv {s:?}: stride and groups must be positive"
         );
+        let (rest_in, rest_out) = (s.cin % s.groups, s.cout % s.groups);
         ensure!(
-            s.cin % s.groups == 0 && s.cout % s.groups == 0,
+            rest_in == 0 && rest_out == 0,
             "conv {s:?}: groups must divide Cin and Cout"
         );
         ensure!(
@@ -213,6 +214,15 @@ pub fn default_tile_for(cpu: bool, pass: Pass, s: &ConvShape) -> Tile {
 /// The tile a pass will use: the tuned one when `TSC_AUTOTUNE=1`, else `default_tile`.
 pub fn pick_tile(gpu: &Gpu, pass: Pass, s: &ConvShape) -> Result<Tile> {
     super::tune::conv_tile(gpu, pass, s)
+}
+
+/// 4 when `c` channels can be loaded as vec4 (a multiple of 4), else 1. (No `%` comparison:
+/// clippy wants `is_multiple_of`, which is newer than the workspace's MSRV.)
+pub(crate) fn vec_width(c: usize) -> u32 {
+    match c % 4 {
+        0 => 4,
+        _ => 1,
+    }
 }
 
 /// The vector-width prelude for `v` = 4 or 1.
@@ -509,7 +519,7 @@ pub fn conv_forward_with(
         check_len("bias", b, s.cout)?;
     }
     let (cg, cog) = (s.cin / s.groups, s.cout / s.groups);
-    let v = if cg % 4 == 0 { 4 } else { 1 };
+    let v = vec_width(cg);
     let key = format!("conv_fwd/tm{}_tn{}_wg{}_v{v}", tile.tm, tile.tn, tile.wg);
     let k = gpu.kernel(&key, || {
         (
@@ -589,7 +599,7 @@ pub fn conv_backward_data_with(
     let pt = gpu.uniform(&[u(w.len()), u(khw), u(cg), u(cog)]);
     let d0 = Dispatch::new(gpu, &kt, &[&w.buf, &wt.buf, &pt], grid_1d(w.len(), 64))?;
 
-    let v = if cog % 4 == 0 { 4 } else { 1 };
+    let v = vec_width(cog);
     let key = format!(
         "conv_bwd_data/tm{}_tn{}_wg{}_v{v}",
         tile.tm, tile.tn, tile.wg
@@ -662,14 +672,10 @@ pub fn conv_backward_weights_with(
     check_len("dy", dy, s.y_shape().iter().product())?;
     check_len("dw", dw, s.w_shape().iter().product())?;
     let (cg, cog) = (s.cin / s.groups, s.cout / s.groups);
-    let v: u32 = if cg % 4 == 0 { 4 } else { 1 };
+    let v = vec_width(cg);
     let tn = tile.tn.div_ceil(v) * v;
     let tile = Tile { tn, ..tile };
-    let dv: u32 = if cog % 4 == 0 && tile.tm % 4 == 0 {
-        4
-    } else {
-        1
-    };
+    let dv = vec_width(cog).min(vec_width(tile.tm as usize));
     let key = format!(
         "conv_bwd_weights/tm{}_tn{}_wg{}_v{v}_d{dv}",
         tile.tm, tile.tn, tile.wg

@@ -8,7 +8,7 @@
 //! `y = x·Wᵀ + b` with its two backwards is better served by the conv kernels with a 1×1
 //! shape: see `crate::gpu::conv`.)
 
-use super::conv::{grid_xz, prelude, Tile};
+use super::conv::{grid_xz, prelude, vec_width, Tile};
 use super::{specialize, Dispatch, Gpu, Slot, Tensor};
 use anyhow::{ensure, Result};
 
@@ -128,9 +128,9 @@ pub fn gemm_with(
         m * k < (1 << 31) && k * n < (1 << 31) && m * n < (1 << 31),
         "gemm: too large"
     );
-    let v: u32 = if n % 4 == 0 { 4 } else { 1 };
+    let v = vec_width(n);
     let tn = tile.tn.div_ceil(v) * v;
-    let kv: u32 = if k % 4 == 0 { 4 } else { 1 };
+    let kv = vec_width(k);
     let key = format!("gemm/tm{}_tn{tn}_wg{}_v{v}_k{kv}", tile.tm, tile.wg);
     let kern = gpu.kernel(&key, || {
         let body = specialize(
