@@ -1,4 +1,5 @@
 //! tsc-trainer: the GPU trainer. See docs/DESIGN.md.
+pub mod analysis;
 pub mod bench;
 pub mod bench_train;
 pub mod config;

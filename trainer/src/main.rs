@@ -44,14 +44,28 @@ enum Cmd {
         /// Checkpoint or exported model.
         model: PathBuf,
     },
-    /// Each block's step sizes Δt: mean, min, max (paper Table 4), full vectors to CSV.
+    /// Each block's step sizes Δt: mean, min, max (paper Table 4), full vectors to CSV, the
+    /// per-block mean (min–max band) of one or more checkpoints as a PNG.
     Steps {
-        /// Checkpoint (exported models have their steps folded in).
-        checkpoint: PathBuf,
+        /// Checkpoints (exported models have their steps folded in).
+        #[arg(required = true)]
+        checkpoints: Vec<PathBuf>,
         /// Write every block's full Δt vector here.
         #[arg(long)]
         csv: Option<PathBuf>,
+        /// Draw each checkpoint's per-block mean Δt with its min–max band here (PNG).
+        #[arg(long)]
+        png: Option<PathBuf>,
     },
+    /// Accuracy and loss under Gaussian noise on the normalised test inputs (paper Fig. 4):
+    /// table, OUT/noise.csv, OUT/noise.png; several checkpoints overlay their curves.
+    NoiseEval(NoiseEvalArgs),
+    /// Proposition 1: per-block spectral norms, Δt and the bound Π(1 + ‖W‖Δt) beside the
+    /// measured amplification of a small perturbation (CPU); table and CSV.
+    Stability(StabilityArgs),
+    /// Depth sweep (paper Fig. 5): train each step mode at each depth with the same budget;
+    /// OUT/sweep.csv and OUT/sweep.png of test accuracy against depth.
+    Sweep(SweepArgs),
     /// List the GPU adapters wgpu sees, with backend and limits.
     Devices,
     /// Benchmarks.
@@ -165,6 +179,70 @@ impl TrainArgs {
 }
 
 #[derive(Args)]
+struct NoiseEvalArgs {
+    /// Checkpoints (training checkpoints: run folders' checkpoint.tscm).
+    #[arg(required = true)]
+    checkpoints: Vec<PathBuf>,
+    /// Noise standard deviations, in normalised-input units.
+    #[arg(long, value_delimiter = ',', default_value = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0")]
+    sigma: Vec<f32>,
+    /// Dataset flags as for `eval`; default: the config.toml beside the first checkpoint.
+    #[arg(long)]
+    dataset: Option<String>,
+    #[arg(long)]
+    data: Option<String>,
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Seed of the noise (the same noise for every checkpoint and level).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Use only the first N test images (0: all).
+    #[arg(long, default_value_t = 0)]
+    images: usize,
+    /// Output folder for noise.csv and noise.png.
+    #[arg(long, default_value = "noise-eval")]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct StabilityArgs {
+    /// Training checkpoint.
+    checkpoint: PathBuf,
+    /// Test images for the measured amplification.
+    #[arg(long, default_value_t = 32)]
+    images: usize,
+    /// Relative size of the perturbation: ‖δ‖ = eps·‖y_0‖.
+    #[arg(long, default_value_t = 1e-3)]
+    eps: f64,
+    /// Power-iteration steps at most (stops earlier once converged).
+    #[arg(long, default_value_t = 200)]
+    iters: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Dataset flags as for `eval`; default: the config.toml beside the checkpoint.
+    #[arg(long)]
+    dataset: Option<String>,
+    #[arg(long)]
+    data: Option<String>,
+    /// CSV output.
+    #[arg(long, default_value = "stability.csv")]
+    csv: PathBuf,
+}
+
+#[derive(Args)]
+struct SweepArgs {
+    /// Depths (6n+2).
+    #[arg(long, value_delimiter = ',', default_value = "8,14,20")]
+    depths: Vec<usize>,
+    /// Step modes to compare.
+    #[arg(long, value_delimiter = ',', default_value = "fixed:1,lstm")]
+    modes: Vec<String>,
+    /// Training flags shared by every run (--out is the sweep folder, default runs/sweep).
+    #[command(flatten)]
+    train: TrainArgs,
+}
+
+#[derive(Args)]
 struct EvalArgs {
     /// Checkpoint or exported model.
     model: PathBuf,
@@ -237,7 +315,25 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Export { checkpoint, out } => tsc_trainer::tools::export(&checkpoint, &out),
         Cmd::Predict { model, images } => tsc_trainer::tools::predict(&model, &images),
         Cmd::Info { model } => tsc_trainer::tools::info(&model),
-        Cmd::Steps { checkpoint, csv } => tsc_trainer::tools::steps(&checkpoint, csv.as_deref()),
+        Cmd::Steps { checkpoints, csv, png } => tsc_trainer::tools::steps(&checkpoints, csv.as_deref(), png.as_deref()),
+        Cmd::NoiseEval(a) => {
+            let cfg = tsc_trainer::analysis::dataset_config(&a.checkpoints[0], a.dataset.as_deref(), a.data.as_deref(), a.batch)?;
+            let opts = tsc_trainer::analysis::noise::NoiseOptions { sigmas: a.sigma, seed: a.seed, batch: cfg.batch, images: a.images };
+            tsc_trainer::analysis::noise::command(gpu, &a.checkpoints, &cfg, &opts, &a.out).map(|_| ())
+        }
+        Cmd::Stability(a) => {
+            let cfg = tsc_trainer::analysis::dataset_config(&a.checkpoint, a.dataset.as_deref(), a.data.as_deref(), None)?;
+            let opts = tsc_trainer::analysis::stability::StabilityOptions { images: a.images, eps: a.eps, iters: a.iters, seed: a.seed };
+            tsc_trainer::analysis::stability::command(&a.checkpoint, &cfg, &opts, &a.csv).map(|_| ())
+        }
+        Cmd::Sweep(a) => {
+            if a.train.resume.is_some() || a.train.depth.is_some() || a.train.steps.is_some() {
+                bail!("sweep: use --depths and --modes (not --depth/--steps/--resume); an interrupted sweep resumes when run again");
+            }
+            let cfg = a.train.config()?;
+            let out = a.train.out.clone().unwrap_or_else(|| PathBuf::from("runs/sweep"));
+            tsc_trainer::analysis::sweep::command(&gpu()?, &cfg, &a.depths, &a.modes, &out).map(|_| ())
+        }
         Cmd::Devices => devices(),
         Cmd::Bench { what: Bench::Kernels(args) } => tsc_trainer::bench::kernels(&gpu()?, &args),
         Cmd::Bench { what: Bench::Train(args) } => tsc_trainer::bench_train::run(&gpu()?, &args),

@@ -173,25 +173,44 @@ pub fn block_steps(bytes: &[u8]) -> Result<Vec<(usize, usize, Vec<f32>)>> {
     Ok(out)
 }
 
-/// `trainer steps CHECKPOINT [--csv FILE]`: per-block mean/min/max Δt (paper Table 4) and the
-/// full vectors as CSV.
-pub fn steps(path: &Path, csv: Option<&Path>) -> Result<()> {
-    let bytes = read_model(path)?;
-    let steps = block_steps(&bytes)?;
-    println!("{:<8} {:>8} {:>8} {:>8}", "block", "mean Δt", "min", "max");
-    let mut text = String::from("stage,block,channel,dt\n");
-    for (s, b, v) in &steps {
-        let mean = v.iter().sum::<f32>() / v.len() as f32;
-        let min = v.iter().cloned().fold(f32::INFINITY, f32::min);
-        let max = v.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-        println!("{:<8} {:>8.4} {:>8.4} {:>8.4}", format!("s{s}.b{b}"), mean, min, max);
-        for (c, x) in v.iter().enumerate() {
-            text.push_str(&format!("{s},{b},{c},{x}\n"));
+/// `trainer steps CHECKPOINT... [--csv FILE] [--png FILE]`: per-block mean/min/max Δt (paper
+/// Table 4) of each checkpoint; the full vectors as CSV (`stage,block,channel,dt` for one
+/// checkpoint, with a leading `checkpoint` column for several) and the per-block mean with its
+/// min–max band as a PNG.
+pub fn steps(paths: &[std::path::PathBuf], csv: Option<&Path>, png: Option<&Path>) -> Result<()> {
+    if paths.is_empty() {
+        bail!("no checkpoint given: trainer steps CHECKPOINT...");
+    }
+    let many = paths.len() > 1;
+    let mut all = Vec::new();
+    let mut text = String::from(if many { "checkpoint,stage,block,channel,dt\n" } else { "stage,block,channel,dt\n" });
+    for path in paths {
+        let bytes = read_model(path)?;
+        let steps = block_steps(&bytes).with_context(|| format!("{}", path.display()))?;
+        let label = crate::analysis::checkpoint_label(path, parse(&bytes).arch());
+        if many {
+            println!("{label}: {}", path.display());
         }
+        println!("{:<8} {:>8} {:>8} {:>8}", "block", "mean Δt", "min", "max");
+        let prefix = if many { format!("{},", path.display().to_string().replace(',', "_")) } else { String::new() };
+        for (s, b, v) in &steps {
+            let mean = v.iter().sum::<f32>() / v.len() as f32;
+            let min = v.iter().cloned().fold(f32::INFINITY, f32::min);
+            let max = v.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            println!("{:<8} {:>8.4} {:>8.4} {:>8.4}", format!("s{s}.b{b}"), mean, min, max);
+            for (c, x) in v.iter().enumerate() {
+                text.push_str(&format!("{prefix}{s},{b},{c},{x}\n"));
+            }
+        }
+        all.push((label, steps));
     }
     if let Some(csv) = csv {
         write_atomic(csv, text.as_bytes())?;
         println!("wrote {}", csv.display());
+    }
+    if let Some(png) = png {
+        crate::analysis::steps_plot::plot(&all, png)?;
+        println!("wrote {}", png.display());
     }
     Ok(())
 }
