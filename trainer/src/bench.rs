@@ -145,9 +145,9 @@ pub fn kernels(gpu: &Gpu, args: &KernelArgs) -> Result<()> {
     );
     if gpu.is_cpu() {
         println!(
-            "CPU adapter: 'idle GF/s' = FLOPs / (process CPU seconds per run / {cores} cores), the \
-             rate on an otherwise idle machine; 'GF/s' is by wall time and drops when other \
-             processes share the cores"
+            "CPU adapter: 'GF/s' is by wall time and drops when other processes share the cores; \
+             'idle GF/s' = FLOPs / (process CPU seconds per run / {cores} cores), a rough \
+             idle-machine estimate (optimistic when hyperthread siblings are busy)"
         );
     }
     println!();

@@ -36,7 +36,7 @@ pub fn candidates_for(cpu: bool, pass: Pass, s: &ConvShape) -> Vec<Tile> {
     let d = default_tile_for(cpu, pass, s);
     let mut v = vec![d];
     let extra: &[(u32, u32, u32)] = if cpu {
-        &[(32, 16, 8), (8, 16, 8)]
+        &[(16, 16, 8), (32, 16, 8), (16, 32, 8)]
     } else {
         &[(8, 4, 64), (4, 8, 64)]
     };
