@@ -31,6 +31,23 @@
 //! Vector width: loads along the contiguous channel axis are vec4 when that axis is a multiple
 //! of 4 (`Cin/G` for forward and backward-to-weights, `Cout/G` for backward-to-input), scalar
 //! otherwise (the RGB stem); the two preludes `conv_vec4.wgsl` / `conv_scalar.wgsl` define it.
+//!
+//! # What limits each kernel (lavapipe; see `trainer bench kernels`)
+//! All three are barrier-free register-blocked GEMMs whose cost on a CPU adapter is per-lane
+//! gathers (one per vec4 of the operand whose address differs per invocation) against FMAs on
+//! the register tile, which spills to the stack at these sizes. The tile is written out as
+//! named scalars by the host: lavapipe lowers dynamically indexed private arrays to
+//! compare-and-select chains (7x slower).
+//! - forward: 1 vec4 gather of x per pixel per 4 input channels, feeding `tn`·4 FMAs; weight
+//!   loads are workgroup-uniform. With 16 channels per group the tile is 16×16, so half the
+//!   FMAs per gather of the 32-channel shapes.
+//! - backward-to-input: same structure along Cout over the taps that hit an output pixel
+//!   (phase split for stride 2, so no wasted taps); plus a tiny weight re-layout dispatch.
+//! - backward-to-weights: per pixel, `tn/4` vec4 gathers of x and `tm/4` of dy for `tm·tn`
+//!   FMAs (twice the gathers per FMA of the forward), plus the chunk reduction (reads
+//!   `nchunks`·|W| floats).
+//! - the RGB stem (3 input channels) takes the scalar path: 3 channels per tap leave the per-tap
+//!   address arithmetic and loop overhead unamortised (2–5 GFLOP/s; ~2% of a ResNet-20 step).
 
 use super::{grid_1d, specialize, Dispatch, Gpu, Slot, Tensor};
 use anyhow::{bail, ensure, Result};
