@@ -7,7 +7,9 @@ use tsc_trainer::train::{train, TrainRun};
 
 /// A fresh, empty folder under the target directory for one test.
 pub fn scratch_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tsc-tests-{}", std::process::id())).join(name);
+    let d = std::env::temp_dir()
+        .join(format!("tsc-tests-{}", std::process::id()))
+        .join(name);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -30,6 +32,22 @@ pub fn tiny_digits(steps: &str) -> TrainConfig {
 }
 
 /// Train `cfg` into `dir` (quietly) and return the GPU.
-pub fn train_into(gpu: &Gpu, cfg: &TrainConfig, dir: &std::path::Path, resume: bool, stop_after: Option<usize>) {
-    train(cfg, &TrainRun { gpu, run_dir: dir.to_path_buf(), resume, quiet: true, stop_after }).unwrap();
+pub fn train_into(
+    gpu: &Gpu,
+    cfg: &TrainConfig,
+    dir: &std::path::Path,
+    resume: bool,
+    stop_after: Option<usize>,
+) {
+    train(
+        cfg,
+        &TrainRun {
+            gpu,
+            run_dir: dir.to_path_buf(),
+            resume,
+            quiet: true,
+            stop_after,
+        },
+    )
+    .unwrap();
 }

@@ -3,11 +3,11 @@
 //! input gets a clear error.
 
 use tsc_core::arch::{Shape3, StepMode};
+use tsc_tests::{scratch_dir, tiny_digits, train_into};
 use tsc_trainer::config::TrainConfig;
 use tsc_trainer::gpu::Gpu;
 use tsc_trainer::model::{arch_for, HostModel};
 use tsc_trainer::train::{eval, train, TrainRun};
-use tsc_tests::{scratch_dir, tiny_digits, train_into};
 
 #[test]
 fn loss_falls_on_digits() {
@@ -16,13 +16,33 @@ fn loss_falls_on_digits() {
     let mut cfg = tiny_digits("lstm");
     cfg.epochs = 3;
     cfg.max_steps = 12;
-    let stats = train(&cfg, &TrainRun { gpu: &gpu, run_dir: dir.clone(), resume: false, quiet: true, stop_after: None }).unwrap();
+    let stats = train(
+        &cfg,
+        &TrainRun {
+            gpu: &gpu,
+            run_dir: dir.clone(),
+            resume: false,
+            quiet: true,
+            stop_after: None,
+        },
+    )
+    .unwrap();
     for s in &stats {
-        println!("epoch {} train loss {:.4} test loss {:.4} test err {:.3}", s.epoch, s.train_loss, s.test_loss, s.test_err);
+        println!(
+            "epoch {} train loss {:.4} test loss {:.4} test err {:.3}",
+            s.epoch, s.train_loss, s.test_loss, s.test_err
+        );
     }
     assert_eq!(stats.len(), 3);
-    assert!(stats[2].train_loss < 0.7 * stats[0].train_loss, "training loss did not fall");
-    assert!(stats[2].test_err < 0.5, "test error {:.3} after 36 steps", stats[2].test_err);
+    assert!(
+        stats[2].train_loss < 0.7 * stats[0].train_loss,
+        "training loss did not fall"
+    );
+    assert!(
+        stats[2].test_err < 0.5,
+        "test error {:.3} after 36 steps",
+        stats[2].test_err
+    );
     let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
     assert_eq!(csv.lines().count(), 4, "header + one row per epoch:\n{csv}");
     let saved = TrainConfig::load(&dir.join("config.toml")).unwrap();
@@ -43,7 +63,12 @@ fn resume_reaches_the_same_weights() {
     let a = HostModel::load(&straight.join("checkpoint.tscm")).unwrap();
     let b = HostModel::load(&split.join("checkpoint.tscm")).unwrap();
     let mut worst = 0.0f32;
-    for (x, y) in a.tensors.iter().chain(&a.extras).zip(b.tensors.iter().chain(&b.extras)) {
+    for (x, y) in a
+        .tensors
+        .iter()
+        .chain(&a.extras)
+        .zip(b.tensors.iter().chain(&b.extras))
+    {
         assert_eq!(x.name, y.name);
         for (p, q) in x.data.iter().zip(&y.data) {
             worst = worst.max((p - q).abs() / p.abs().max(1.0));
@@ -57,13 +82,19 @@ fn resume_reaches_the_same_weights() {
 fn checkpoint_of_another_architecture_is_refused() {
     let gpu = Gpu::new(None).unwrap();
     let dir = scratch_dir("other_arch");
-    let cfg = TrainConfig { depth: 8, width: 0.25, ..Default::default() };
+    let cfg = TrainConfig {
+        depth: 8,
+        width: 0.25,
+        ..Default::default()
+    };
     // A CIFAR-shaped model against the digits dataset.
     let arch = arch_for(&cfg, Shape3::new(32, 32, 3), 10, &[0.5; 3], &[0.25; 3]).unwrap();
     let host = HostModel::init(arch, vec![], 1).unwrap();
     let p = dir.join("cifar.tscm");
     host.save(&p).unwrap();
-    let err = eval(Some(&gpu), &p, &TrainConfig::default()).unwrap_err().to_string();
+    let err = eval(Some(&gpu), &p, &TrainConfig::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("another architecture"), "{err}");
 
     std::fs::write(dir.join("junk.tscm"), b"not a model at all").unwrap();
@@ -77,7 +108,12 @@ fn controller_parameters_follow_table_1() {
     // w̄ the concatenation of both convs' summaries (so 2·k1k2 here, see docs/TRAINING.md),
     // plus biases H + 4H + C. TSC_2fc: Σ_b L_b (C_b²/r (1 + 2·k1k2) + H + C).
     for (steps, r) in [("lstm", 4), ("2fc", 4), ("lstm", 8), ("indp", 4)] {
-        let cfg = TrainConfig { depth: 20, steps: steps.into(), reduction: r, ..Default::default() };
+        let cfg = TrainConfig {
+            depth: 20,
+            steps: steps.into(),
+            reduction: r,
+            ..Default::default()
+        };
         let arch = arch_for(&cfg, Shape3::new(32, 32, 3), 10, &[0.5; 3], &[0.25; 3]).unwrap();
         let counted = tsc_trainer::tools::count(&arch).controller_params;
         let mut formula = 0;

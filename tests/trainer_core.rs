@@ -5,11 +5,11 @@
 //! their initial values.
 
 use tsc_core::Model;
+use tsc_tests::{scratch_dir, tiny_digits, train_into};
 use tsc_trainer::data::{self, Normalization};
 use tsc_trainer::gpu::Gpu;
 use tsc_trainer::model::HostModel;
 use tsc_trainer::net::{GpuModel, Graph, Mode};
-use tsc_tests::{scratch_dir, tiny_digits, train_into};
 
 fn compare(steps: &str) {
     let gpu = Gpu::new(None).unwrap();
@@ -29,11 +29,18 @@ fn compare(steps: &str) {
     let n = test.len();
     let m = GpuModel::new(&gpu, &host, 0.9, 0.0).unwrap();
     let g = Graph::new(&gpu, &m, n, Mode::Eval).unwrap();
-    let norm = Normalization { mean: a.mean[..a.input.c].to_vec(), std: a.std[..a.input.c].to_vec() };
+    let norm = Normalization {
+        mean: a.mean[..a.input.c].to_vec(),
+        std: a.std[..a.input.c].to_vec(),
+    };
     let mut images = vec![0.0f32; n * test.image_len()];
     for i in 0..n {
         let len = test.image_len();
-        norm.normalize_into(test.image(i), test.scale, &mut images[i * len..(i + 1) * len]);
+        norm.normalize_into(
+            test.image(i),
+            test.scale,
+            &mut images[i * len..(i + 1) * len],
+        );
     }
     g.load(&gpu, &images, &test.labels).unwrap();
     g.run(&gpu, &m);
@@ -55,7 +62,11 @@ fn compare(steps: &str) {
     let mut logits = vec![0.0f32; k];
     let (mut num, mut den, mut agree) = (0.0f64, 0.0f64, 0);
     for i in 0..n {
-        let x: Vec<f32> = test.image(i).iter().map(|&v| v as f32 * test.scale).collect();
+        let x: Vec<f32> = test
+            .image(i)
+            .iter()
+            .map(|&v| v as f32 * test.scale)
+            .collect();
         tsc_core::infer(&fm, &x, &mut scratch, &mut logits).unwrap();
         let row = &gl[i * k..(i + 1) * k];
         for (p, q) in row.iter().zip(&logits) {

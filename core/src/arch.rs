@@ -605,7 +605,7 @@ impl Arch {
         }
         for (si, st) in self.stages().iter().enumerate() {
             let g = self.block_geom(si, 0);
-            if g.input.c % self.groups != 0 || st.width % self.groups != 0 {
+            if !g.input.c.is_multiple_of(self.groups) || st.width % self.groups != 0 {
                 return Err(inv("groups"));
             }
             if g.shape_change && self.shortcut == ShortcutKind::A && g.output.c < g.input.c {

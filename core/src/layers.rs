@@ -424,7 +424,7 @@ pub fn batchnorm<W: Weights + ?Sized>(
     eps: f32,
 ) -> Result<(), LayerError> {
     let c = gamma.len();
-    if c == 0 || x.len() % c != 0 {
+    if c == 0 || !x.len().is_multiple_of(c) {
         return Err(LayerError::Shape("x.len() must be a multiple of C"));
     }
     check_len("bn beta", c, beta.len())?;

@@ -33,47 +33,73 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Time `reps` training steps on random 32×32×3 data for each mode.
+/// Time `reps` training steps on random 32×32×3 data for each mode. All graphs are built and
+/// warmed up first, then timed in interleaved rounds (mode 1, mode 2, ..., mode 1, ...), so a
+/// drift of the machine's speed hits every mode alike.
 pub fn run(gpu: &Gpu, a: &TrainBenchArgs) -> Result<()> {
     println!("device: {}", gpu.describe());
-    println!("ResNet-{} batch {} on random 32x32x3 CIFAR-shaped data, median of {} steps", a.depth, a.batch, a.reps.max(1));
-    println!("{:<12} {:>10} {:>10} {:>8} {:>12}", "steps", "ms/step", "img/s", "ratio", "eval img/s");
-    let mut base = None;
+    let reps = a.reps.max(1);
+    println!("ResNet-{} batch {} on random 32x32x3 CIFAR-shaped data, median of {reps} interleaved rounds", a.depth, a.batch);
+    let mut rng = Rng::new(7);
+    let x: Vec<f32> = (0..a.batch * 32 * 32 * 3).map(|_| rng.normal()).collect();
+    let y: Vec<u32> = (0..a.batch).map(|_| rng.below_usize(10) as u32).collect();
+    let mut runs = Vec::new();
     for s in &a.steps {
         parse_steps(s)?;
-        let cfg = TrainConfig { depth: a.depth, steps: s.clone(), ..Default::default() };
+        let cfg = TrainConfig {
+            depth: a.depth,
+            steps: s.clone(),
+            ..Default::default()
+        };
         cfg.validate()?;
         let arch = arch_for(&cfg, Shape3::new(32, 32, 3), 10, &[0.5; 3], &[0.25; 3])?;
         let host = HostModel::init(arch, vec![], 1)?;
         let m = GpuModel::new(gpu, &host, 0.9, 1e-4)?;
-        let g = Graph::new(gpu, &m, a.batch, Mode::Train)?;
-        let mut rng = Rng::new(7);
-        let x: Vec<f32> = (0..g.input.len()).map(|_| rng.normal()).collect();
-        let y: Vec<u32> = (0..a.batch).map(|_| rng.below_usize(10) as u32).collect();
-        g.load(gpu, &x, &y)?;
         gpu.write(&m.lr, &[0.01]);
-        let time = |g: &Graph| -> Result<f64> {
-            g.run(gpu, &m);
-            g.read_metrics(gpu)?; // warm-up: pipeline JIT, first-use allocations
-            let mut t = Vec::new();
-            for _ in 0..a.reps.max(1) {
-                let t0 = Instant::now();
+        let mut graphs = vec![Graph::new(gpu, &m, a.batch, Mode::Train)?];
+        if a.eval {
+            graphs.push(Graph::new(gpu, &m, a.batch, Mode::Eval)?);
+        }
+        for g in &graphs {
+            g.load(gpu, &x, &y)?;
+            for _ in 0..2 {
+                // warm-up: pipeline JIT and first-touch of every buffer
                 g.run(gpu, &m);
+                g.read_metrics(gpu)?;
+            }
+        }
+        runs.push((steps_name(arch.step), m, graphs, vec![Vec::new(); 2]));
+    }
+    for _ in 0..reps {
+        for (_, m, graphs, times) in runs.iter_mut() {
+            for (g, t) in graphs.iter().zip(times.iter_mut()) {
+                let t0 = Instant::now();
+                g.run(gpu, m);
                 g.read_metrics(gpu)?;
                 t.push(t0.elapsed().as_secs_f64());
             }
-            Ok(median(t))
-        };
-        let ms = time(&g)?;
+        }
+    }
+    println!(
+        "{:<12} {:>10} {:>10} {:>8} {:>12}",
+        "steps", "ms/step", "img/s", "ratio", "eval img/s"
+    );
+    let base = median(runs[0].3[0].clone());
+    for (name, _, _, times) in runs {
+        let ms = median(times[0].clone());
         let eval = if a.eval {
-            let ge = Graph::new(gpu, &m, a.batch, Mode::Eval)?;
-            ge.load(gpu, &x, &y)?;
-            format!("{:.1}", a.batch as f64 / time(&ge)?)
+            format!("{:.1}", a.batch as f64 / median(times[1].clone()))
         } else {
             "-".into()
         };
-        let b = *base.get_or_insert(ms);
-        println!("{:<12} {:>10.1} {:>10.1} {:>8.3} {:>12}", steps_name(arch.step), 1e3 * ms, a.batch as f64 / ms, ms / b, eval);
+        println!(
+            "{:<12} {:>10.1} {:>10.1} {:>8.3} {:>12}",
+            name,
+            1e3 * ms,
+            a.batch as f64 / ms,
+            ms / base,
+            eval
+        );
     }
     Ok(())
 }

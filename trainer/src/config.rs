@@ -1,9 +1,9 @@
 //! Training configuration: a TOML file (`--config`) that command-line flags override. The
 //! config actually used is written to the run folder as `config.toml`.
 
+use crate::data::{DatasetKind, DatasetSpec};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use crate::data::{DatasetKind, DatasetSpec};
 use std::path::{Path, PathBuf};
 use tsc_core::arch::StepMode;
 
@@ -89,7 +89,9 @@ pub fn parse_steps(s: &str) -> Result<StepMode> {
             let Some(c) = s.strip_prefix("fixed:") else {
                 bail!("--steps '{s}': expected fixed:C, indp, 2fc or lstm");
             };
-            let c: f32 = c.parse().with_context(|| format!("--steps '{s}': C is not a number"))?;
+            let c: f32 = c
+                .parse()
+                .with_context(|| format!("--steps '{s}': C is not a number"))?;
             if !(c.is_finite() && c > 0.0) {
                 bail!("--steps '{s}': the fixed step must be a positive number");
             }
@@ -113,8 +115,8 @@ impl TrainConfig {
     pub fn load(path: &Path) -> Result<TrainConfig> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        let cfg: TrainConfig =
-            toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))?;
+        let cfg: TrainConfig = toml::from_str(&text)
+            .with_context(|| format!("invalid config file {}", path.display()))?;
         Ok(cfg)
     }
 
@@ -143,11 +145,20 @@ impl TrainConfig {
 
     /// Check every field's range; the message names the flag.
     pub fn validate(&self) -> Result<()> {
-        if !matches!(self.dataset.as_str(), "digits" | "cifar10" | "cifar100" | "mnist" | "folder") {
-            bail!("--dataset '{}': expected digits, cifar10, cifar100, mnist or folder", self.dataset);
+        if !matches!(
+            self.dataset.as_str(),
+            "digits" | "cifar10" | "cifar100" | "mnist" | "folder"
+        ) {
+            bail!(
+                "--dataset '{}': expected digits, cifar10, cifar100, mnist or folder",
+                self.dataset
+            );
         }
-        if self.depth < 8 || (self.depth - 2) % 6 != 0 {
-            bail!("--depth {}: must be 6n + 2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...)", self.depth);
+        if self.depth < 8 || !(self.depth - 2).is_multiple_of(6) {
+            bail!(
+                "--depth {}: must be 6n + 2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...)",
+                self.depth
+            );
         }
         if !(self.width.is_finite() && self.width > 0.0 && self.width <= 64.0) {
             bail!("--width {}: must be in (0, 64]", self.width);
@@ -183,7 +194,8 @@ impl TrainConfig {
         if !matches!(self.augment.as_str(), "auto" | "on" | "off") {
             bail!("--augment '{}': expected auto, on or off", self.augment);
         }
-        if self.cifar_batches.is_empty() || self.cifar_batches.iter().any(|b| !(1..=5).contains(b)) {
+        if self.cifar_batches.is_empty() || self.cifar_batches.iter().any(|b| !(1..=5).contains(b))
+        {
             bail!("--cifar-batches: each must be in 1..=5");
         }
         if self.image_size == 0 || self.image_size > 1024 {
@@ -213,7 +225,10 @@ impl TrainConfig {
         let kind: DatasetKind = self.dataset.parse()?;
         let mut path = (!self.data.is_empty()).then(|| PathBuf::from(&self.data));
         if self.download && path.is_none() {
-            path = Some(crate::data::download::ensure(kind, &crate::data::download::default_cache_dir())?);
+            path = Some(crate::data::download::ensure(
+                kind,
+                &crate::data::download::default_cache_dir(),
+            )?);
         }
         let mut spec = DatasetSpec::new(kind, path);
         spec.cifar10_train_batches = self.cifar_batches.clone();
@@ -236,7 +251,10 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_flag() {
-        let mut c = TrainConfig { depth: 21, ..Default::default() };
+        let mut c = TrainConfig {
+            depth: 21,
+            ..Default::default()
+        };
         assert!(c.validate().unwrap_err().to_string().contains("--depth"));
         c.depth = 20;
         c.steps = "fixed:-1".into();
@@ -244,12 +262,19 @@ mod tests {
         c.steps = "lstm".into();
         c.lr = f32::NAN;
         assert!(c.validate().unwrap_err().to_string().contains("--lr"));
-        assert!(toml::from_str::<TrainConfig>("depht = 20").is_err(), "unknown keys are errors");
+        assert!(
+            toml::from_str::<TrainConfig>("depht = 20").is_err(),
+            "unknown keys are errors"
+        );
     }
 
     #[test]
     fn step_schedule() {
-        let c = TrainConfig { epochs: 4, lr: 0.1, ..Default::default() };
+        let c = TrainConfig {
+            epochs: 4,
+            lr: 0.1,
+            ..Default::default()
+        };
         assert_eq!(c.lr_at(0.0), 0.1);
         assert!((c.lr_at(2.0) - 0.01).abs() < 1e-7);
         assert!((c.lr_at(3.5) - 0.001).abs() < 1e-8);

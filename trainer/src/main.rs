@@ -8,7 +8,11 @@ use tsc_trainer::gpu::{list_adapters, Gpu};
 use tsc_trainer::train::{self, TrainRun};
 
 #[derive(Parser)]
-#[command(name = "trainer", version, about = "Train TSC-ResNets (ResNets with learned per-channel step sizes) on any GPU through wgpu (Vulkan/Metal/DX12)")]
+#[command(
+    name = "trainer",
+    version,
+    about = "Train TSC-ResNets (ResNets with learned per-channel step sizes) on any GPU through wgpu (Vulkan/Metal/DX12)"
+)]
 struct Cli {
     /// GPU adapter: an index or a name substring from `trainer devices`
     /// (default: $TSC_ADAPTER, else the best adapter found).
@@ -164,14 +168,38 @@ impl TrainArgs {
             (None, Some(p)) => TrainConfig::load(p)?,
             (None, None) => TrainConfig::default(),
         };
-        if self.resume.is_some() && (self.dataset.is_some() || self.depth.is_some() || self.steps.is_some()) {
+        if self.resume.is_some()
+            && (self.dataset.is_some() || self.depth.is_some() || self.steps.is_some())
+        {
             bail!("--resume continues a run with its own config: only --epochs may change");
         }
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = &self.$f { c.$f = v.clone().into(); } )* };
         }
-        set!(dataset, data, cifar_batches, image_size, depth, width, shortcut, steps, reduction, epochs, batch, lr);
-        set!(momentum, weight_decay, schedule, milestones, augment, seed, max_steps, workers);
+        set!(
+            dataset,
+            data,
+            cifar_batches,
+            image_size,
+            depth,
+            width,
+            shortcut,
+            steps,
+            reduction,
+            epochs,
+            batch,
+            lr
+        );
+        set!(
+            momentum,
+            weight_decay,
+            schedule,
+            milestones,
+            augment,
+            seed,
+            max_steps,
+            workers
+        );
         c.download |= self.download;
         c.validate()?;
         Ok(c)
@@ -184,7 +212,11 @@ struct NoiseEvalArgs {
     #[arg(required = true)]
     checkpoints: Vec<PathBuf>,
     /// Noise standard deviations, in normalised-input units.
-    #[arg(long, value_delimiter = ',', default_value = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0"
+    )]
     sigma: Vec<f32>,
     /// Dataset flags as for `eval`; default: the config.toml beside the first checkpoint.
     #[arg(long)]
@@ -275,17 +307,39 @@ fn run(cli: Cli) -> Result<()> {
             let run_dir = match (&a.resume, &a.out) {
                 (Some(r), _) => r.clone(),
                 (None, Some(o)) => o.clone(),
-                (None, None) => PathBuf::from(format!("runs/{}-{}", cfg.dataset, cfg.steps.replace(':', "-"))),
+                (None, None) => PathBuf::from(format!(
+                    "runs/{}-{}",
+                    cfg.dataset,
+                    cfg.steps.replace(':', "-")
+                )),
             };
             let gpu = gpu()?;
-            let stats = train::train(&cfg, &TrainRun { gpu: &gpu, run_dir: run_dir.clone(), resume: a.resume.is_some(), quiet: false, stop_after: None })?;
+            let stats = train::train(
+                &cfg,
+                &TrainRun {
+                    gpu: &gpu,
+                    run_dir: run_dir.clone(),
+                    resume: a.resume.is_some(),
+                    quiet: false,
+                    stop_after: None,
+                },
+            )?;
             if let Some(s) = stats.last() {
-                println!("done: test top-1 error {:.2}% (accuracy {:.2}%), checkpoint {}", 100.0 * s.test_err, 100.0 * (1.0 - s.test_err), run_dir.join(train::CHECKPOINT).display());
+                println!(
+                    "done: test top-1 error {:.2}% (accuracy {:.2}%), checkpoint {}",
+                    100.0 * s.test_err,
+                    100.0 * (1.0 - s.test_err),
+                    run_dir.join(train::CHECKPOINT).display()
+                );
             }
             Ok(())
         }
         Cmd::Eval(a) => {
-            let beside = a.model.parent().map(|p| p.join(train::CONFIG)).filter(|p| p.exists());
+            let beside = a
+                .model
+                .parent()
+                .map(|p| p.join(train::CONFIG))
+                .filter(|p| p.exists());
             let mut cfg = match beside {
                 Some(p) if a.dataset.is_none() => TrainConfig::load(&p)?,
                 _ => TrainConfig::default(),
@@ -315,28 +369,63 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Export { checkpoint, out } => tsc_trainer::tools::export(&checkpoint, &out),
         Cmd::Predict { model, images } => tsc_trainer::tools::predict(&model, &images),
         Cmd::Info { model } => tsc_trainer::tools::info(&model),
-        Cmd::Steps { checkpoints, csv, png } => tsc_trainer::tools::steps(&checkpoints, csv.as_deref(), png.as_deref()),
+        Cmd::Steps {
+            checkpoints,
+            csv,
+            png,
+        } => tsc_trainer::tools::steps(&checkpoints, csv.as_deref(), png.as_deref()),
         Cmd::NoiseEval(a) => {
-            let cfg = tsc_trainer::analysis::dataset_config(&a.checkpoints[0], a.dataset.as_deref(), a.data.as_deref(), a.batch)?;
-            let opts = tsc_trainer::analysis::noise::NoiseOptions { sigmas: a.sigma, seed: a.seed, batch: cfg.batch, images: a.images };
-            tsc_trainer::analysis::noise::command(gpu, &a.checkpoints, &cfg, &opts, &a.out).map(|_| ())
+            let cfg = tsc_trainer::analysis::dataset_config(
+                &a.checkpoints[0],
+                a.dataset.as_deref(),
+                a.data.as_deref(),
+                a.batch,
+            )?;
+            let opts = tsc_trainer::analysis::noise::NoiseOptions {
+                sigmas: a.sigma,
+                seed: a.seed,
+                batch: cfg.batch,
+                images: a.images,
+            };
+            tsc_trainer::analysis::noise::command(gpu, &a.checkpoints, &cfg, &opts, &a.out)
+                .map(|_| ())
         }
         Cmd::Stability(a) => {
-            let cfg = tsc_trainer::analysis::dataset_config(&a.checkpoint, a.dataset.as_deref(), a.data.as_deref(), None)?;
-            let opts = tsc_trainer::analysis::stability::StabilityOptions { images: a.images, eps: a.eps, iters: a.iters, seed: a.seed };
-            tsc_trainer::analysis::stability::command(&a.checkpoint, &cfg, &opts, &a.csv).map(|_| ())
+            let cfg = tsc_trainer::analysis::dataset_config(
+                &a.checkpoint,
+                a.dataset.as_deref(),
+                a.data.as_deref(),
+                None,
+            )?;
+            let opts = tsc_trainer::analysis::stability::StabilityOptions {
+                images: a.images,
+                eps: a.eps,
+                iters: a.iters,
+                seed: a.seed,
+            };
+            tsc_trainer::analysis::stability::command(&a.checkpoint, &cfg, &opts, &a.csv)
+                .map(|_| ())
         }
         Cmd::Sweep(a) => {
             if a.train.resume.is_some() || a.train.depth.is_some() || a.train.steps.is_some() {
                 bail!("sweep: use --depths and --modes (not --depth/--steps/--resume); an interrupted sweep resumes when run again");
             }
             let cfg = a.train.config()?;
-            let out = a.train.out.clone().unwrap_or_else(|| PathBuf::from("runs/sweep"));
-            tsc_trainer::analysis::sweep::command(&gpu()?, &cfg, &a.depths, &a.modes, &out).map(|_| ())
+            let out = a
+                .train
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("runs/sweep"));
+            tsc_trainer::analysis::sweep::command(&gpu()?, &cfg, &a.depths, &a.modes, &out)
+                .map(|_| ())
         }
         Cmd::Devices => devices(),
-        Cmd::Bench { what: Bench::Kernels(args) } => tsc_trainer::bench::kernels(&gpu()?, &args),
-        Cmd::Bench { what: Bench::Train(args) } => tsc_trainer::bench_train::run(&gpu()?, &args),
+        Cmd::Bench {
+            what: Bench::Kernels(args),
+        } => tsc_trainer::bench::kernels(&gpu()?, &args),
+        Cmd::Bench {
+            what: Bench::Train(args),
+        } => tsc_trainer::bench_train::run(&gpu()?, &args),
     }
 }
 

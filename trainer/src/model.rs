@@ -8,7 +8,9 @@ use crate::config::{parse_steps, TrainConfig};
 use crate::rng::Rng;
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::Path;
-use tsc_core::arch::{Arch, BlockPart, BnField, CtlPart, ModelKind, Shape3, ShortcutKind, StepMode, TensorId};
+use tsc_core::arch::{
+    Arch, BlockPart, BnField, CtlPart, ModelKind, Shape3, ShortcutKind, StepMode, TensorId,
+};
 use tsc_core::format::{self, Model};
 
 /// One named tensor on the host.
@@ -31,20 +33,40 @@ pub struct HostModel {
 }
 
 /// The architecture a config describes for a dataset of `input` shape and `classes`.
-pub fn arch_for(cfg: &TrainConfig, input: Shape3, classes: usize, mean: &[f32], std: &[f32]) -> Result<Arch> {
-    let shortcut = if cfg.shortcut.eq_ignore_ascii_case("B") { ShortcutKind::B } else { ShortcutKind::A };
-    let mut arch = Arch::cifar(cfg.blocks_per_stage(), cfg.stem_width(), parse_steps(&cfg.steps)?, shortcut);
+pub fn arch_for(
+    cfg: &TrainConfig,
+    input: Shape3,
+    classes: usize,
+    mean: &[f32],
+    std: &[f32],
+) -> Result<Arch> {
+    let shortcut = if cfg.shortcut.eq_ignore_ascii_case("B") {
+        ShortcutKind::B
+    } else {
+        ShortcutKind::A
+    };
+    let mut arch = Arch::cifar(
+        cfg.blocks_per_stage(),
+        cfg.stem_width(),
+        parse_steps(&cfg.steps)?,
+        shortcut,
+    );
     arch.input = input;
     arch.classes = classes;
     arch.reduction = cfg.reduction;
     if mean.len() != input.c || std.len() != input.c {
-        bail!("normalisation has {} channels, the input {}", mean.len(), input.c);
+        bail!(
+            "normalisation has {} channels, the input {}",
+            mean.len(),
+            input.c
+        );
     }
     arch.mean = [0.0; tsc_core::arch::MAX_INPUT_CHANNELS];
     arch.std = [1.0; tsc_core::arch::MAX_INPUT_CHANNELS];
     arch.mean[..input.c].copy_from_slice(mean);
     arch.std[..input.c].copy_from_slice(std);
-    arch.validate().map_err(|e| anyhow!("invalid architecture: {e}"))?;
+    arch.validate()
+        .map_err(|e| anyhow!("invalid architecture: {e}"))?;
     Ok(arch)
 }
 
@@ -54,7 +76,8 @@ pub fn arch_for(cfg: &TrainConfig, input: Shape3, classes: usize, mean: &[f32], 
 fn init_tensor(id: TensorId, shape: &[usize], rng: &mut Rng) -> Vec<f32> {
     let n: usize = shape.iter().product();
     let normal = |rng: &mut Rng, std: f32| (0..n).map(|_| rng.normal() * std).collect::<Vec<f32>>();
-    let uniform = |rng: &mut Rng, bound: f32| (0..n).map(|_| rng.uniform_range(-bound, bound)).collect();
+    let uniform =
+        |rng: &mut Rng, bound: f32| (0..n).map(|_| rng.uniform_range(-bound, bound)).collect();
     let bn = |f: BnField| match f {
         BnField::Gamma | BnField::Var => vec![1.0; n],
         BnField::Beta | BnField::Mean => vec![0.0; n],
@@ -101,11 +124,20 @@ impl HostModel {
         arch.for_each_tensor::<()>(ModelKind::Checkpoint, |id, dims| {
             let shape = dims.as_slice().to_vec();
             let data = init_tensor(id, &shape, &mut rng);
-            tensors.push(HostTensor { name: id.name().as_str().to_string(), shape, data });
+            tensors.push(HostTensor {
+                name: id.name().as_str().to_string(),
+                shape,
+                data,
+            });
             Ok(())
         })
         .map_err(|_| anyhow!("architecture enumeration failed"))?;
-        Ok(HostModel { arch, class_names, tensors, extras: Vec::new() })
+        Ok(HostModel {
+            arch,
+            class_names,
+            tensors,
+            extras: Vec::new(),
+        })
     }
 
     /// The canonical tensor called `name`.
@@ -145,7 +177,11 @@ impl HostModel {
         let mut tensors = Vec::new();
         let mut extras = Vec::new();
         for t in m.tensors() {
-            let ht = HostTensor { name: t.name().to_string(), shape: t.dims().to_vec(), data: t.iter().collect() };
+            let ht = HostTensor {
+                name: t.name().to_string(),
+                shape: t.dims().to_vec(),
+                data: t.iter().collect(),
+            };
             if TensorId::parse(t.name()).is_some() {
                 tensors.push(ht);
             } else {
@@ -157,7 +193,10 @@ impl HostModel {
         m.arch()
             .for_each_tensor::<()>(ModelKind::Checkpoint, |id, _| {
                 let name = id.name();
-                if let Some(i) = tensors.iter().position(|t: &HostTensor| t.name == name.as_str()) {
+                if let Some(i) = tensors
+                    .iter()
+                    .position(|t: &HostTensor| t.name == name.as_str())
+                {
                     ordered.push(tensors.swap_remove(i));
                 }
                 Ok(())
@@ -177,7 +216,8 @@ impl HostModel {
     }
 
     pub fn load(path: &Path) -> Result<HostModel> {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read checkpoint {}", path.display()))?;
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
         HostModel::decode(&bytes).with_context(|| format!("invalid checkpoint {}", path.display()))
     }
 }
@@ -185,18 +225,24 @@ impl HostModel {
 /// Write `bytes` to `path` through a temporary file in the same folder and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let tmp = dir.join(format!(
         ".{}.tmp{}",
         path.file_name().and_then(|s| s.to_str()).unwrap_or("out"),
         std::process::id()
     ));
-    let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(bytes)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
     f.sync_all().ok();
     drop(f);
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
 }
 
 /// Step-size description for logs.
@@ -204,7 +250,11 @@ pub fn describe_arch(a: &Arch) -> String {
     let depth = 6 * a.stages().first().map_or(0, |s| s.blocks) + 2;
     let widths: Vec<String> = a.stages().iter().map(|s| s.width.to_string()).collect();
     let steps = crate::config::steps_name(a.step);
-    let r = if matches!(a.step, StepMode::TwoFc | StepMode::Lstm) { format!(" r={}", a.reduction) } else { String::new() };
+    let r = if matches!(a.step, StepMode::TwoFc | StepMode::Lstm) {
+        format!(" r={}", a.reduction)
+    } else {
+        String::new()
+    };
     format!(
         "ResNet-{depth} widths {} shortcut {:?} steps {steps}{r}, input {}x{}x{}, {} classes",
         widths.join("/"),

@@ -10,12 +10,14 @@
 //! that computes Δt from the block's conv weights before the stage's forward and, after the
 //! stage's backward, turns dL/dΔt into controller gradients and extra conv-weight gradients.
 
-use crate::gpu::conv::{conv_backward_data, conv_backward_weights, conv_forward, ConvShape};
 use crate::gpu::controller::{BlockTensors, CtlMode, CtlParams, LstmTensors, StageController};
+use crate::gpu::conv::{conv_backward_data, conv_backward_weights, conv_forward, ConvShape};
 use crate::gpu::elementwise::{add_inplace, shortcut_a_backward, shortcut_a_forward};
 use crate::gpu::linear::{linear_backward, linear_forward};
 use crate::gpu::loss::softmax_ce;
-use crate::gpu::norm::{batchnorm_backward, batchnorm_infer_forward, batchnorm_train_forward, BnGrad, BnShape, Epilogue};
+use crate::gpu::norm::{
+    batchnorm_backward, batchnorm_infer_forward, batchnorm_train_forward, BnGrad, BnShape, Epilogue,
+};
 use crate::gpu::optim::sgd_step;
 use crate::gpu::pool::{gap_backward, gap_forward};
 use crate::gpu::reduce::Op;
@@ -84,7 +86,12 @@ impl GpuModel {
                 _ => gpu.zeros(&t.shape),
             };
             index.insert(t.name.clone(), params.len());
-            params.push(Param { name: t.name.clone(), value, grad: gpu.zeros(&t.shape), momentum: momentum_t });
+            params.push(Param {
+                name: t.name.clone(),
+                value,
+                grad: gpu.zeros(&t.shape),
+                momentum: momentum_t,
+            });
         }
         let mut dt = Vec::new();
         let mut ddt = Vec::new();
@@ -123,16 +130,25 @@ impl GpuModel {
     }
 
     fn param(&self, name: &str) -> Result<&Param> {
-        self.index.get(name).map(|&i| &self.params[i]).ok_or_else(|| anyhow!("model has no parameter {name}"))
+        self.index
+            .get(name)
+            .map(|&i| &self.params[i])
+            .ok_or_else(|| anyhow!("model has no parameter {name}"))
     }
 
     fn buffer(&self, name: &str) -> Result<&Tensor> {
-        self.buffers.get(name).ok_or_else(|| anyhow!("model has no buffer {name}"))
+        self.buffers
+            .get(name)
+            .ok_or_else(|| anyhow!("model has no buffer {name}"))
     }
 
     /// Index of block (stage, block) in the flat per-block lists.
     fn flat(&self, stage: usize, block: usize) -> usize {
-        self.arch.stages()[..stage].iter().map(|s| s.blocks).sum::<usize>() + block
+        self.arch.stages()[..stage]
+            .iter()
+            .map(|s| s.blocks)
+            .sum::<usize>()
+            + block
     }
 
     /// The Δt tensor a block multiplies its branch by (for indp: the parameter itself).
@@ -177,7 +193,12 @@ impl GpuModel {
                 let p = |n: &str| self.param(&format!("{prefix}.{n}"));
                 let lstm = if mode == CtlMode::Lstm {
                     let (w, b) = (p("lstm.w")?, p("lstm.b")?);
-                    Some(LstmTensors { w: &w.value, b: &b.value, dw: &w.grad, db: &b.grad })
+                    Some(LstmTensors {
+                        w: &w.value,
+                        b: &b.value,
+                        dw: &w.grad,
+                        db: &b.grad,
+                    })
                 } else {
                     None
                 };
@@ -195,9 +216,14 @@ impl GpuModel {
             };
             let params = match mode {
                 CtlMode::Lstm => vec![ctl(&format!("s{s}.ctl"))?],
-                CtlMode::TwoFc => (0..st.blocks).map(|b| ctl(&format!("s{s}.b{b}.ctl"))).collect::<Result<_>>()?,
+                CtlMode::TwoFc => (0..st.blocks)
+                    .map(|b| ctl(&format!("s{s}.b{b}.ctl")))
+                    .collect::<Result<_>>()?,
             };
-            out.push(StageController::new(gpu, mode, &blocks, &params, self.arch.hidden(s)).with_context(|| format!("controller of stage {s}"))?);
+            out.push(
+                StageController::new(gpu, mode, &blocks, &params, self.arch.hidden(s))
+                    .with_context(|| format!("controller of stage {s}"))?,
+            );
         }
         Ok(out)
     }
@@ -260,7 +286,10 @@ pub struct Graph {
 }
 
 fn op(d: Vec<Dispatch>) -> Op {
-    Op { dispatches: d, scratch: Vec::new() }
+    Op {
+        dispatches: d,
+        scratch: Vec::new(),
+    }
 }
 
 struct Builder<'a> {
@@ -307,21 +336,46 @@ impl Graph {
     pub fn new(gpu: &Gpu, m: &GpuModel, batch: usize, mode: Mode) -> Result<Graph> {
         let a = &m.arch;
         let train = mode == Mode::Train;
-        let mut bd = Builder { gpu, ops: Vec::new(), acts: Vec::new() };
+        let mut bd = Builder {
+            gpu,
+            ops: Vec::new(),
+            acts: Vec::new(),
+        };
         let (h, w, cin) = (a.input.h, a.input.w, a.input.c);
         let input = bd.act(&[batch, h, w, cin]);
         let labels = gpu.upload_u32(&vec![0; batch], &[batch]);
         let w0 = a.stem_width;
 
         // BN forward, training or inference form.
-        let bn_fwd = |bd: &mut Builder, prefix: &str, x: &Tensor, y: &Tensor, s: BnShape, epi: Epilogue| -> Result<Option<BnSaved>> {
+        let bn_fwd = |bd: &mut Builder,
+                      prefix: &str,
+                      x: &Tensor,
+                      y: &Tensor,
+                      s: BnShape,
+                      epi: Epilogue|
+         -> Result<Option<BnSaved>> {
             let g = &m.param(&format!("{prefix}.gamma"))?.value;
             let b = &m.param(&format!("{prefix}.beta"))?.value;
             let rm = m.buffer(&format!("{prefix}.mean"))?;
             let rv = m.buffer(&format!("{prefix}.var"))?;
             if train {
-                let saved = BnSaved { mean: bd.act(&[s.channels]), invstd: bd.act(&[s.channels]) };
-                bd.push(batchnorm_train_forward(gpu, &s, x, g, b, rm, rv, y, &saved.mean, &saved.invstd, epi)?);
+                let saved = BnSaved {
+                    mean: bd.act(&[s.channels]),
+                    invstd: bd.act(&[s.channels]),
+                };
+                bd.push(batchnorm_train_forward(
+                    gpu,
+                    &s,
+                    x,
+                    g,
+                    b,
+                    rm,
+                    rv,
+                    y,
+                    &saved.mean,
+                    &saved.invstd,
+                    epi,
+                )?);
                 Ok(Some(saved))
             } else {
                 bd.push(batchnorm_infer_forward(gpu, &s, x, g, b, rm, rv, y, epi)?);
@@ -330,11 +384,36 @@ impl Graph {
         };
 
         // Stem.
-        let gs = ConvShape { n: batch, h, w, cin, cout: w0, kh: 3, kw: 3, stride: 1, pad: 1, groups: 1 };
+        let gs = ConvShape {
+            n: batch,
+            h,
+            w,
+            cin,
+            cout: w0,
+            kh: 3,
+            kw: 3,
+            stride: 1,
+            pad: 1,
+            groups: 1,
+        };
         let stem_c = bd.act(&[batch, h, w, w0]);
         let stem_y = bd.act(&[batch, h, w, w0]);
-        bd.push(op(conv_forward(gpu, &gs, &input, &m.param("stem.conv.w")?.value, None, &stem_c)?));
-        let stem_bn = bn_fwd(&mut bd, "stem.bn", &stem_c, &stem_y, BnShape::nhwc(batch, h, w, w0), Epilogue::Relu)?;
+        bd.push(op(conv_forward(
+            gpu,
+            &gs,
+            &input,
+            &m.param("stem.conv.w")?.value,
+            None,
+            &stem_c,
+        )?));
+        let stem_bn = bn_fwd(
+            &mut bd,
+            "stem.bn",
+            &stem_c,
+            &stem_y,
+            BnShape::nhwc(batch, h, w, w0),
+            Epilogue::Relu,
+        )?;
 
         // Blocks.
         let mut blocks: Vec<BlockActs> = Vec::new();
@@ -347,16 +426,52 @@ impl Graph {
                 let (hi, wi, ci) = (geo.input.h, geo.input.w, geo.input.c);
                 let (ho, wo, c) = (geo.output.h, geo.output.w, geo.output.c);
                 let p = format!("s{s}.b{b}");
-                let g1 = ConvShape { n: batch, h: hi, w: wi, cin: ci, cout: c, kh: 3, kw: 3, stride: geo.stride, pad: 1, groups: 1 };
-                let g2 = ConvShape { n: batch, h: ho, w: wo, cin: c, cout: c, kh: 3, kw: 3, stride: 1, pad: 1, groups: 1 };
+                let g1 = ConvShape {
+                    n: batch,
+                    h: hi,
+                    w: wi,
+                    cin: ci,
+                    cout: c,
+                    kh: 3,
+                    kw: 3,
+                    stride: geo.stride,
+                    pad: 1,
+                    groups: 1,
+                };
+                let g2 = ConvShape {
+                    n: batch,
+                    h: ho,
+                    w: wo,
+                    cin: c,
+                    cout: c,
+                    kh: 3,
+                    kw: 3,
+                    stride: 1,
+                    pad: 1,
+                    groups: 1,
+                };
                 let bs = BnShape::nhwc(batch, ho, wo, c);
                 let c1 = bd.act(&[batch, ho, wo, c]);
                 let r1 = bd.act(&[batch, ho, wo, c]);
                 let c2 = bd.act(&[batch, ho, wo, c]);
                 let y = bd.act(&[batch, ho, wo, c]);
-                bd.push(op(conv_forward(gpu, &g1, &x, &m.param(&format!("{p}.conv1.w"))?.value, None, &c1)?));
+                bd.push(op(conv_forward(
+                    gpu,
+                    &g1,
+                    &x,
+                    &m.param(&format!("{p}.conv1.w"))?.value,
+                    None,
+                    &c1,
+                )?));
                 let bn1 = bn_fwd(&mut bd, &format!("{p}.bn1"), &c1, &r1, bs, Epilogue::Relu)?;
-                bd.push(op(conv_forward(gpu, &g2, &r1, &m.param(&format!("{p}.conv2.w"))?.value, None, &c2)?));
+                bd.push(op(conv_forward(
+                    gpu,
+                    &g2,
+                    &r1,
+                    &m.param(&format!("{p}.conv2.w"))?.value,
+                    None,
+                    &c2,
+                )?));
                 let (mut short_a, mut proj, mut gp) = (None, None, None);
                 let shortcut = if !geo.shape_change {
                     x.clone()
@@ -366,18 +481,66 @@ impl Graph {
                     short_a = Some(t.clone());
                     t
                 } else {
-                    let g = ConvShape { n: batch, h: hi, w: wi, cin: ci, cout: c, kh: 1, kw: 1, stride: geo.stride, pad: 0, groups: 1 };
+                    let g = ConvShape {
+                        n: batch,
+                        h: hi,
+                        w: wi,
+                        cin: ci,
+                        cout: c,
+                        kh: 1,
+                        kw: 1,
+                        stride: geo.stride,
+                        pad: 0,
+                        groups: 1,
+                    };
                     let pc = bd.act(&[batch, ho, wo, c]);
                     let pb = bd.act(&[batch, ho, wo, c]);
-                    bd.push(op(conv_forward(gpu, &g, &x, &m.param(&format!("{p}.proj.w"))?.value, None, &pc)?));
-                    let saved = bn_fwd(&mut bd, &format!("{p}.projbn"), &pc, &pb, bs, Epilogue::None)?;
+                    bd.push(op(conv_forward(
+                        gpu,
+                        &g,
+                        &x,
+                        &m.param(&format!("{p}.proj.w"))?.value,
+                        None,
+                        &pc,
+                    )?));
+                    let saved = bn_fwd(
+                        &mut bd,
+                        &format!("{p}.projbn"),
+                        &pc,
+                        &pb,
+                        bs,
+                        Epilogue::None,
+                    )?;
                     proj = Some((pc, pb.clone(), saved));
                     gp = Some(g);
                     pb
                 };
                 let dt = m.dt_of(s, b)?;
-                let bn2 = bn_fwd(&mut bd, &format!("{p}.bn2"), &c2, &y, bs, Epilogue::ResidualRelu { dt, shortcut: &shortcut })?;
-                blocks.push(BlockActs { x: x.clone(), c1, r1, c2, y: y.clone(), bn1, bn2, short_a, proj, g1, g2, gp });
+                let bn2 = bn_fwd(
+                    &mut bd,
+                    &format!("{p}.bn2"),
+                    &c2,
+                    &y,
+                    bs,
+                    Epilogue::ResidualRelu {
+                        dt,
+                        shortcut: &shortcut,
+                    },
+                )?;
+                blocks.push(BlockActs {
+                    x: x.clone(),
+                    c1,
+                    r1,
+                    c2,
+                    y: y.clone(),
+                    bn1,
+                    bn2,
+                    short_a,
+                    proj,
+                    g1,
+                    g2,
+                    gp,
+                });
                 x = y;
             }
         }
@@ -391,8 +554,22 @@ impl Graph {
         let correct = bd.act(&[1]);
         let metrics = gpu.zeros(&[4]);
         bd.push(gap_forward(gpu, &x, &pooled)?);
-        bd.push(linear_forward(gpu, &pooled, &m.param("fc.w")?.value, &m.param("fc.b")?.value, &logits)?);
-        bd.push(softmax_ce(gpu, &logits, &labels, &dlogits, &loss, &correct, Some(&metrics))?);
+        bd.push(linear_forward(
+            gpu,
+            &pooled,
+            &m.param("fc.w")?.value,
+            &m.param("fc.b")?.value,
+            &logits,
+        )?);
+        bd.push(softmax_ce(
+            gpu,
+            &logits,
+            &labels,
+            &dlogits,
+            &loss,
+            &correct,
+            Some(&metrics),
+        )?);
 
         let mut stage_bwd_at = vec![0; a.stages().len()];
         if train {
@@ -400,14 +577,43 @@ impl Graph {
             let dpooled = bd.act(&[batch, last.c]);
             let fcw = m.param("fc.w")?;
             let fcb = m.param("fc.b")?;
-            bd.push(linear_backward(gpu, &dlogits, &pooled, &fcw.value, Some(&dpooled), &fcw.grad, &fcb.grad)?);
+            bd.push(linear_backward(
+                gpu,
+                &dlogits,
+                &pooled,
+                &fcw.value,
+                Some(&dpooled),
+                &fcw.grad,
+                &fcb.grad,
+            )?);
             let mut dy = bd.act(&x.shape);
             bd.push(gap_backward(gpu, &dpooled, &dy)?);
 
-            let bn_bwd = |bd: &mut Builder, prefix: &str, dy: &Tensor, x: &Tensor, saved: &BnSaved, dx: &Tensor, s: BnShape, g: BnGrad| -> Result<()> {
+            let bn_bwd = |bd: &mut Builder,
+                          prefix: &str,
+                          dy: &Tensor,
+                          x: &Tensor,
+                          saved: &BnSaved,
+                          dx: &Tensor,
+                          s: BnShape,
+                          g: BnGrad|
+             -> Result<()> {
                 let gm = m.param(&format!("{prefix}.gamma"))?;
                 let bt = m.param(&format!("{prefix}.beta"))?;
-                bd.push(batchnorm_backward(gpu, &s, dy, x, &gm.value, &bt.value, &saved.mean, &saved.invstd, dx, &gm.grad, &bt.grad, g)?);
+                bd.push(batchnorm_backward(
+                    gpu,
+                    &s,
+                    dy,
+                    x,
+                    &gm.value,
+                    &bt.value,
+                    &saved.mean,
+                    &saved.invstd,
+                    dx,
+                    &gm.grad,
+                    &bt.grad,
+                    g,
+                )?);
                 Ok(())
             };
 
@@ -424,27 +630,65 @@ impl Graph {
                     let dshort = bd.act(&k.y.shape);
                     let dt = m.dt_of(s, b)?;
                     let ddt = m.ddt_of(s, b)?;
-                    let g = BnGrad::ResidualRelu { y: &k.y, dt, ddt, dshortcut: &dshort };
-                    bn_bwd(&mut bd, &format!("{p}.bn2"), &dy, &k.c2, k.bn2.as_ref().expect("train"), &dc2, bs, g)?;
+                    let g = BnGrad::ResidualRelu {
+                        y: &k.y,
+                        dt,
+                        ddt,
+                        dshortcut: &dshort,
+                    };
+                    bn_bwd(
+                        &mut bd,
+                        &format!("{p}.bn2"),
+                        &dy,
+                        &k.c2,
+                        k.bn2.as_ref().expect("train"),
+                        &dc2,
+                        bs,
+                        g,
+                    )?;
                     let w2 = m.param(&format!("{p}.conv2.w"))?;
                     let dr1 = bd.act(&k.r1.shape);
                     bd.push(op(conv_backward_data(gpu, &k.g2, &dc2, &w2.value, &dr1)?));
-                    bd.push(op(conv_backward_weights(gpu, &k.g2, &k.r1, &dc2, &w2.grad, false)?));
+                    bd.push(op(conv_backward_weights(
+                        gpu, &k.g2, &k.r1, &dc2, &w2.grad, false,
+                    )?));
                     let dc1 = bd.act(&k.c1.shape);
-                    bn_bwd(&mut bd, &format!("{p}.bn1"), &dr1, &k.c1, k.bn1.as_ref().expect("train"), &dc1, bs, BnGrad::Relu { y: &k.r1 })?;
+                    bn_bwd(
+                        &mut bd,
+                        &format!("{p}.bn1"),
+                        &dr1,
+                        &k.c1,
+                        k.bn1.as_ref().expect("train"),
+                        &dc1,
+                        bs,
+                        BnGrad::Relu { y: &k.r1 },
+                    )?;
                     let w1 = m.param(&format!("{p}.conv1.w"))?;
                     let dx = bd.act(&k.x.shape);
                     bd.push(op(conv_backward_data(gpu, &k.g1, &dc1, &w1.value, &dx)?));
-                    bd.push(op(conv_backward_weights(gpu, &k.g1, &k.x, &dc1, &w1.grad, false)?));
+                    bd.push(op(conv_backward_weights(
+                        gpu, &k.g1, &k.x, &dc1, &w1.grad, false,
+                    )?));
                     if k.short_a.is_some() {
                         bd.push(shortcut_a_backward(gpu, &dshort, &dx, true)?);
                     } else if let (Some((pc, _pb, saved)), Some(gp)) = (&k.proj, &k.gp) {
                         let dpc = bd.act(&pc.shape);
-                        bn_bwd(&mut bd, &format!("{p}.projbn"), &dshort, pc, saved.as_ref().expect("train"), &dpc, bs, BnGrad::None)?;
+                        bn_bwd(
+                            &mut bd,
+                            &format!("{p}.projbn"),
+                            &dshort,
+                            pc,
+                            saved.as_ref().expect("train"),
+                            &dpc,
+                            bs,
+                            BnGrad::None,
+                        )?;
                         let wp = m.param(&format!("{p}.proj.w"))?;
                         let dxp = bd.act(&k.x.shape);
                         bd.push(op(conv_backward_data(gpu, gp, &dpc, &wp.value, &dxp)?));
-                        bd.push(op(conv_backward_weights(gpu, gp, &k.x, &dpc, &wp.grad, false)?));
+                        bd.push(op(conv_backward_weights(
+                            gpu, gp, &k.x, &dpc, &wp.grad, false,
+                        )?));
                         bd.push(add_inplace(gpu, &dx, &dxp)?);
                     } else {
                         bd.push(add_inplace(gpu, &dx, &dshort)?);
@@ -455,16 +699,53 @@ impl Graph {
             }
             // Stem backward (no gradient to the input image).
             let dstem = bd.act(&stem_c.shape);
-            bn_bwd(&mut bd, "stem.bn", &dy, &stem_c, stem_bn.as_ref().expect("train"), &dstem, BnShape::nhwc(batch, h, w, w0), BnGrad::Relu { y: &stem_y })?;
-            bd.push(op(conv_backward_weights(gpu, &gs, &input, &dstem, &m.param("stem.conv.w")?.grad, false)?));
+            bn_bwd(
+                &mut bd,
+                "stem.bn",
+                &dy,
+                &stem_c,
+                stem_bn.as_ref().expect("train"),
+                &dstem,
+                BnShape::nhwc(batch, h, w, w0),
+                BnGrad::Relu { y: &stem_y },
+            )?;
+            bd.push(op(conv_backward_weights(
+                gpu,
+                &gs,
+                &input,
+                &dstem,
+                &m.param("stem.conv.w")?.grad,
+                false,
+            )?));
         }
         let update_at = bd.ops.len();
         if train {
             for p in &m.params {
-                bd.push(sgd_step(gpu, &p.value, &p.grad, &p.momentum, &m.lr, m.momentum, m.weight_decay, true)?);
+                bd.push(sgd_step(
+                    gpu,
+                    &p.value,
+                    &p.grad,
+                    &p.momentum,
+                    &m.lr,
+                    m.momentum,
+                    m.weight_decay,
+                    true,
+                )?);
             }
         }
-        Ok(Graph { batch, mode, input, labels, logits, metrics, ops: bd.ops, stage_fwd_at, stage_bwd_at, update_at, _acts: bd.acts })
+        Ok(Graph {
+            batch,
+            mode,
+            input,
+            labels,
+            logits,
+            metrics,
+            ops: bd.ops,
+            stage_fwd_at,
+            stage_bwd_at,
+            update_at,
+            _acts: bd.acts,
+        })
     }
 
     /// Record the whole program: forward (+ backward + update when training), with the
@@ -512,10 +793,15 @@ impl Graph {
     /// Upload one batch (normalised NHWC images, labels).
     pub fn load(&self, gpu: &Gpu, images: &[f32], labels: &[u32]) -> Result<()> {
         if images.len() != self.input.len() || labels.len() != self.batch {
-            return Err(anyhow!("batch of {} labels does not fit a graph of batch {}", labels.len(), self.batch));
+            return Err(anyhow!(
+                "batch of {} labels does not fit a graph of batch {}",
+                labels.len(),
+                self.batch
+            ));
         }
         gpu.write(&self.input, images);
-        gpu.queue.write_buffer(&self.labels.buf, 0, bytemuck::cast_slice(labels));
+        gpu.queue
+            .write_buffer(&self.labels.buf, 0, bytemuck::cast_slice(labels));
         Ok(())
     }
 

@@ -9,7 +9,8 @@ use tsc_core::Model;
 
 /// Read and validate a model file (checkpoint or folded).
 pub fn read_model(path: &Path) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read model {}", path.display()))?;
+    let bytes =
+        std::fs::read(path).with_context(|| format!("cannot read model {}", path.display()))?;
     Model::parse(&bytes).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     Ok(bytes)
 }
@@ -23,7 +24,10 @@ pub fn export(checkpoint: &Path, out: &Path) -> Result<()> {
     let bytes = read_model(checkpoint)?;
     let ck = parse(&bytes);
     if ck.kind() != ModelKind::Checkpoint {
-        bail!("{} is already a folded inference model", checkpoint.display());
+        bail!(
+            "{} is already a folded inference model",
+            checkpoint.display()
+        );
     }
     let folded = tsc_core::fold::fold_to_vec(&ck).map_err(|e| anyhow!("folding failed: {e:?}"))?;
     write_atomic(out, &folded)?;
@@ -63,10 +67,15 @@ pub fn predict(model_path: &Path, images: &[std::path::PathBuf]) -> Result<()> {
         let pixels = crate::data::folder::load_image(path, (a.input.h, a.input.w), a.input.c)
             .with_context(|| format!("cannot use image {}", path.display()))?;
         let input: Vec<f32> = pixels.iter().map(|&v| v as f32 / 255.0).collect();
-        tsc_core::infer(&m, &input, &mut scratch, &mut logits).map_err(|e| anyhow!("inference failed: {e:?}"))?;
+        tsc_core::infer(&m, &input, &mut scratch, &mut logits)
+            .map_err(|e| anyhow!("inference failed: {e:?}"))?;
         let p = softmax(&logits);
         let best = tsc_core::layers::argmax(&logits).unwrap_or(0);
-        let name = m.class_name(best).filter(|s| !s.is_empty()).map(str::to_string).unwrap_or(best.to_string());
+        let name = m
+            .class_name(best)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .unwrap_or(best.to_string());
         println!("{}: {} ({:.1}%)", path.display(), name, 100.0 * p[best]);
     }
     Ok(())
@@ -135,7 +144,13 @@ pub fn count(a: &Arch) -> Counts {
         };
         ctl += st.blocks * per_block;
     }
-    Counts { train_params, infer_params, controller_params, train_macs: macs + ctl, infer_macs: macs }
+    Counts {
+        train_params,
+        infer_params,
+        controller_params,
+        train_macs: macs + ctl,
+        infer_macs: macs,
+    }
 }
 
 /// `trainer info MODEL`: architecture, parameters and FLOPs for training and inference.
@@ -144,12 +159,34 @@ pub fn info(path: &Path) -> Result<()> {
     let m = parse(&bytes);
     let a = m.arch();
     let c = count(a);
-    println!("{}: {:?} model, {}", path.display(), m.kind(), describe_arch(a));
+    println!(
+        "{}: {:?} model, {}",
+        path.display(),
+        m.kind(),
+        describe_arch(a)
+    );
     println!("{:<12} {:>14} {:>16}", "", "params", "MFLOPs/image");
-    println!("{:<12} {:>14} {:>16.3}", "training", c.train_params, 2e-6 * c.train_macs as f64);
-    println!("{:<12} {:>14} {:>16.3}", "inference", c.infer_params, 2e-6 * c.infer_macs as f64);
-    println!("controller parameters: {} (dropped at export)", c.controller_params);
-    println!("inference scratch: {} f32 ({} KiB)", m.scratch_len(), m.scratch_len() * 4 / 1024);
+    println!(
+        "{:<12} {:>14} {:>16.3}",
+        "training",
+        c.train_params,
+        2e-6 * c.train_macs as f64
+    );
+    println!(
+        "{:<12} {:>14} {:>16.3}",
+        "inference",
+        c.infer_params,
+        2e-6 * c.infer_macs as f64
+    );
+    println!(
+        "controller parameters: {} (dropped at export)",
+        c.controller_params
+    );
+    println!(
+        "inference scratch: {} f32 ({} KiB)",
+        m.scratch_len(),
+        m.scratch_len() * 4 / 1024
+    );
     Ok(())
 }
 
@@ -183,7 +220,11 @@ pub fn steps(paths: &[std::path::PathBuf], csv: Option<&Path>, png: Option<&Path
     }
     let many = paths.len() > 1;
     let mut all = Vec::new();
-    let mut text = String::from(if many { "checkpoint,stage,block,channel,dt\n" } else { "stage,block,channel,dt\n" });
+    let mut text = String::from(if many {
+        "checkpoint,stage,block,channel,dt\n"
+    } else {
+        "stage,block,channel,dt\n"
+    });
     for path in paths {
         let bytes = read_model(path)?;
         let steps = block_steps(&bytes).with_context(|| format!("{}", path.display()))?;
@@ -192,12 +233,22 @@ pub fn steps(paths: &[std::path::PathBuf], csv: Option<&Path>, png: Option<&Path
             println!("{label}: {}", path.display());
         }
         println!("{:<8} {:>8} {:>8} {:>8}", "block", "mean Δt", "min", "max");
-        let prefix = if many { format!("{},", path.display().to_string().replace(',', "_")) } else { String::new() };
+        let prefix = if many {
+            format!("{},", path.display().to_string().replace(',', "_"))
+        } else {
+            String::new()
+        };
         for (s, b, v) in &steps {
             let mean = v.iter().sum::<f32>() / v.len() as f32;
             let min = v.iter().cloned().fold(f32::INFINITY, f32::min);
             let max = v.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-            println!("{:<8} {:>8.4} {:>8.4} {:>8.4}", format!("s{s}.b{b}"), mean, min, max);
+            println!(
+                "{:<8} {:>8.4} {:>8.4} {:>8.4}",
+                format!("s{s}.b{b}"),
+                mean,
+                min,
+                max
+            );
             for (c, x) in v.iter().enumerate() {
                 text.push_str(&format!("{prefix}{s},{b},{c},{x}\n"));
             }

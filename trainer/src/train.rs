@@ -21,7 +21,8 @@ use tsc_core::arch::{Arch, ModelKind, Shape3};
 pub const CHECKPOINT: &str = "checkpoint.tscm";
 pub const CONFIG: &str = "config.toml";
 pub const METRICS: &str = "metrics.csv";
-const METRICS_HEADER: &str = "epoch,train_loss,train_err,test_loss,test_err,lr,images_per_s,seconds\n";
+const METRICS_HEADER: &str =
+    "epoch,train_loss,train_err,test_loss,test_err,lr,images_per_s,seconds\n";
 
 /// One epoch's numbers.
 #[derive(Clone, Copy, Debug, Default)]
@@ -72,7 +73,11 @@ impl Evaluator {
     pub fn new(gpu: &Gpu, m: &GpuModel, batch: usize, samples: usize) -> Result<Evaluator> {
         let full = Graph::new(gpu, m, batch, Mode::Eval)?;
         let r = samples % batch;
-        let rest = if r > 0 { Some(Graph::new(gpu, m, r, Mode::Eval)?) } else { None };
+        let rest = if r > 0 {
+            Some(Graph::new(gpu, m, r, Mode::Eval)?)
+        } else {
+            None
+        };
         Ok(Evaluator { full, rest, batch })
     }
 
@@ -83,7 +88,13 @@ impl Evaluator {
             r.reset_metrics(gpu);
         }
         for b in loader.epoch(0) {
-            let g = if b.len() == self.batch { &self.full } else { self.rest.as_ref().ok_or_else(|| anyhow!("unexpected partial batch"))? };
+            let g = if b.len() == self.batch {
+                &self.full
+            } else {
+                self.rest
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("unexpected partial batch"))?
+            };
             g.load(gpu, &b.images, &b.labels)?;
             g.run(gpu, m);
         }
@@ -93,7 +104,11 @@ impl Evaluator {
             None => (0.0, 0, 0),
         };
         let n = (n1 + n2).max(1);
-        Ok(EvalStats { loss: (l1 * n1 as f64 + l2 * n2 as f64) / n as f64, err: 1.0 - (c1 + c2) as f64 / n as f64, samples: n1 + n2 })
+        Ok(EvalStats {
+            loss: (l1 * n1 as f64 + l2 * n2 as f64) / n as f64,
+            err: 1.0 - (c1 + c2) as f64 / n as f64,
+            samples: n1 + n2,
+        })
     }
 }
 
@@ -138,11 +153,21 @@ pub fn train(cfg: &TrainConfig, run: &TrainRun) -> Result<Vec<EpochStats>> {
         check_fits(&host.arch, &train_ds, "the checkpoint")?;
         host
     } else {
-        let arch = arch_for(cfg, Shape3::new(h, w, c), train_ds.classes, &norm.mean, &norm.std)?;
+        let arch = arch_for(
+            cfg,
+            Shape3::new(h, w, c),
+            train_ds.classes,
+            &norm.mean,
+            &norm.std,
+        )?;
         HostModel::init(arch, train_ds.class_names.clone(), cfg.seed)?
     };
-    let start_epoch = host.extra("meta.epoch").and_then(|t| t.data.first()).map_or(0, |&e| e as usize);
-    std::fs::create_dir_all(&run.run_dir).with_context(|| format!("cannot create run folder {}", run.run_dir.display()))?;
+    let start_epoch = host
+        .extra("meta.epoch")
+        .and_then(|t| t.data.first())
+        .map_or(0, |&e| e as usize);
+    std::fs::create_dir_all(&run.run_dir)
+        .with_context(|| format!("cannot create run folder {}", run.run_dir.display()))?;
     write_atomic(&run.run_dir.join(CONFIG), cfg.to_toml().as_bytes())?;
     let metrics_path = run.run_dir.join(METRICS);
     if !run.resume || !metrics_path.exists() {
@@ -175,7 +200,11 @@ pub fn train(cfg: &TrainConfig, run: &TrainRun) -> Result<Vec<EpochStats>> {
     let mut lcfg = LoaderConfig::train(batch, cfg.seed, cfg.augment_on());
     lcfg.threads = cfg.workers;
     let train_loader = Loader::new(Arc::new(train_ds), norm.clone(), lcfg)?;
-    let test_loader = Loader::new(Arc::new(test_ds), norm, LoaderConfig::eval(batch.min(test_n)))?;
+    let test_loader = Loader::new(
+        Arc::new(test_ds),
+        norm,
+        LoaderConfig::eval(batch.min(test_n)),
+    )?;
     let steps = match cfg.max_steps {
         0 => train_loader.batches_per_epoch(),
         n => n.min(train_loader.batches_per_epoch()),
@@ -198,11 +227,17 @@ pub fn train(cfg: &TrainConfig, run: &TrainRun) -> Result<Vec<EpochStats>> {
             // ready on its threads meanwhile.
             let (loss, correct, n) = g.read_metrics(gpu)?;
             if !loss.is_finite() {
-                bail!("training diverged at epoch {} step {i}: loss is {loss} (try a lower --lr)", epoch + 1);
+                bail!(
+                    "training diverged at epoch {} step {i}: loss is {loss} (try a lower --lr)",
+                    epoch + 1
+                );
             }
             seen += b.len();
             let ips = seen as f64 / t0.elapsed().as_secs_f64();
-            pb.set_message(format!("loss {loss:.4} acc {:.2}% {ips:.1} img/s", 100.0 * correct as f64 / n.max(1) as f64));
+            pb.set_message(format!(
+                "loss {loss:.4} acc {:.2}% {ips:.1} img/s",
+                100.0 * correct as f64 / n.max(1) as f64
+            ));
             pb.inc(1);
         }
         let train_secs = t0.elapsed().as_secs_f64();
@@ -222,7 +257,11 @@ pub fn train(cfg: &TrainConfig, run: &TrainRun) -> Result<Vec<EpochStats>> {
         // Checkpoint first, then the metrics row: a crash in between re-runs the epoch.
         host = m.download(gpu, &host)?;
         host.extras.retain(|t| t.name != "meta.epoch");
-        host.extras.push(HostTensor { name: "meta.epoch".into(), shape: vec![1], data: vec![(epoch + 1) as f32] });
+        host.extras.push(HostTensor {
+            name: "meta.epoch".into(),
+            shape: vec![1],
+            data: vec![(epoch + 1) as f32],
+        });
         host.save(&ck_path)?;
         append_metrics(&metrics_path, &st)?;
         if !run.quiet {
@@ -246,11 +285,22 @@ pub fn train(cfg: &TrainConfig, run: &TrainRun) -> Result<Vec<EpochStats>> {
 
 fn append_metrics(path: &Path, s: &EpochStats) -> Result<()> {
     use std::io::Write;
-    let mut f = std::fs::OpenOptions::new().append(true).create(true).open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     writeln!(
         f,
         "{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.2},{:.2}",
-        s.epoch, s.train_loss, s.train_err, s.test_loss, s.test_err, s.lr, s.images_per_s, s.seconds
+        s.epoch,
+        s.train_loss,
+        s.train_err,
+        s.test_loss,
+        s.test_err,
+        s.lr,
+        s.images_per_s,
+        s.seconds
     )?;
     Ok(())
 }
@@ -267,8 +317,10 @@ pub fn load_run_config(run_dir: &Path) -> Result<TrainConfig> {
 /// `trainer eval MODEL`: loss and top-1 error on the test split. A checkpoint runs on the GPU
 /// (BN in inference form); a folded model runs through core on the CPU.
 pub fn eval(gpu: Option<&Gpu>, model_path: &Path, cfg: &TrainConfig) -> Result<EvalStats> {
-    let bytes = std::fs::read(model_path).with_context(|| format!("cannot read model {}", model_path.display()))?;
-    let model = tsc_core::Model::parse(&bytes).map_err(|e| anyhow!("{}: {e}", model_path.display()))?;
+    let bytes = std::fs::read(model_path)
+        .with_context(|| format!("cannot read model {}", model_path.display()))?;
+    let model =
+        tsc_core::Model::parse(&bytes).map_err(|e| anyhow!("{}: {e}", model_path.display()))?;
     let (train_ds, test_ds) = data::load(&cfg.dataset_spec()?)?;
     check_fits(model.arch(), &test_ds, "the model")?;
     drop(train_ds);
@@ -277,7 +329,10 @@ pub fn eval(gpu: Option<&Gpu>, model_path: &Path, cfg: &TrainConfig) -> Result<E
             let host = HostModel::decode(&bytes)?;
             let m = GpuModel::new(gpu, &host, 0.0, 0.0)?;
             let a = &host.arch;
-            let norm = Normalization { mean: a.mean[..a.input.c].to_vec(), std: a.std[..a.input.c].to_vec() };
+            let norm = Normalization {
+                mean: a.mean[..a.input.c].to_vec(),
+                std: a.std[..a.input.c].to_vec(),
+            };
             let n = test_ds.len();
             let batch = cfg.batch.min(n);
             let ev = Evaluator::new(gpu, &m, batch, n)?;
@@ -296,7 +351,8 @@ pub fn eval_cpu(model: &tsc_core::Model, ds: &Dataset) -> Result<EvalStats> {
     let (mut loss, mut correct) = (0.0f64, 0u64);
     for i in 0..ds.len() {
         let x: Vec<f32> = ds.image(i).iter().map(|&v| v as f32 * ds.scale).collect();
-        tsc_core::infer(model, &x, &mut scratch, &mut logits).map_err(|e| anyhow!("inference failed on image {i}: {e:?}"))?;
+        tsc_core::infer(model, &x, &mut scratch, &mut logits)
+            .map_err(|e| anyhow!("inference failed on image {i}: {e:?}"))?;
         let p = crate::tools::softmax(&logits);
         let y = ds.labels[i] as usize;
         loss -= (p[y].max(1e-30) as f64).ln();
@@ -305,5 +361,9 @@ pub fn eval_cpu(model: &tsc_core::Model, ds: &Dataset) -> Result<EvalStats> {
         }
     }
     let n = ds.len().max(1) as f64;
-    Ok(EvalStats { loss: loss / n, err: 1.0 - correct as f64 / n, samples: ds.len() as u64 })
+    Ok(EvalStats {
+        loss: loss / n,
+        err: 1.0 - correct as f64 / n,
+        samples: ds.len() as u64,
+    })
 }

@@ -13,19 +13,35 @@ use tsc_trainer::model::{arch_for, HostModel};
 use tsc_trainer::rng::Rng;
 
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tsc-analysis-{}", std::process::id())).join(name);
+    let d = std::env::temp_dir()
+        .join(format!("tsc-analysis-{}", std::process::id()))
+        .join(name);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
 }
 
 fn digits_cfg(steps: &str) -> TrainConfig {
-    TrainConfig { dataset: "digits".into(), depth: 8, width: 0.25, steps: steps.into(), batch: 64, ..Default::default() }
+    TrainConfig {
+        dataset: "digits".into(),
+        depth: 8,
+        width: 0.25,
+        steps: steps.into(),
+        batch: 64,
+        ..Default::default()
+    }
 }
 
 /// A freshly initialised tiny checkpoint for digits (8x8x1, 10 classes), optionally with other
 /// input shape / classes, saved under `dir/name/checkpoint.tscm`.
-fn tiny_checkpoint(dir: &Path, name: &str, steps: &str, input: Shape3, classes: usize, seed: u64) -> PathBuf {
+fn tiny_checkpoint(
+    dir: &Path,
+    name: &str,
+    steps: &str,
+    input: Shape3,
+    classes: usize,
+    seed: u64,
+) -> PathBuf {
     let cfg = digits_cfg(steps);
     let (train, _) = data::load(&cfg.dataset_spec().unwrap()).unwrap();
     let norm = Normalization::from_dataset(&train);
@@ -46,22 +62,38 @@ fn digits_ck(dir: &Path, name: &str, steps: &str) -> PathBuf {
 
 fn assert_png(path: &Path) {
     let bytes = std::fs::read(path).unwrap();
-    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{} is not a PNG", path.display());
+    assert_eq!(
+        &bytes[..8],
+        b"\x89PNG\r\n\x1a\n",
+        "{} is not a PNG",
+        path.display()
+    );
     let img = image::load_from_memory(&bytes).unwrap();
     assert!(img.width() > 100 && img.height() > 100);
     // Something was drawn: not a blank image.
     let rgb = img.to_rgb8();
-    let dark = rgb.pixels().filter(|p| p.0.iter().all(|&v| v < 100)).count();
+    let dark = rgb
+        .pixels()
+        .filter(|p| p.0.iter().all(|&v| v < 100))
+        .count();
     assert!(dark > 200, "{} looks blank", path.display());
 }
 
 /// Rows of a CSV file, each split at commas; checks that every row has the header's width.
 fn read_csv(path: &Path) -> Vec<Vec<String>> {
     let text = std::fs::read_to_string(path).unwrap();
-    let rows: Vec<Vec<String>> = text.lines().map(|l| l.split(',').map(str::to_string).collect()).collect();
+    let rows: Vec<Vec<String>> = text
+        .lines()
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect();
     assert!(rows.len() >= 2, "{} has no data row", path.display());
     for r in &rows {
-        assert_eq!(r.len(), rows[0].len(), "{}: ragged row {r:?}", path.display());
+        assert_eq!(
+            r.len(),
+            rows[0].len(),
+            "{}: ragged row {r:?}",
+            path.display()
+        );
     }
     rows
 }
@@ -79,33 +111,75 @@ fn noise_eval_sigma_zero_is_eval_and_files_are_valid() {
     let a = digits_ck(&dir, "fixed", "fixed:1");
     let b = digits_ck(&dir, "lstm", "lstm");
     let cfg = digits_cfg("lstm");
-    let opts = noise::NoiseOptions { sigmas: vec![0.0, 0.5, 2.0], seed: 1, batch: 64, images: 0 };
+    let opts = noise::NoiseOptions {
+        sigmas: vec![0.0, 0.5, 2.0],
+        seed: 1,
+        batch: 64,
+        images: 0,
+    };
     let out = dir.join("out");
     let gpu = Gpu::new(None).unwrap();
-    let curves = noise::command(|| Ok(Gpu::new(None)?), &[a.clone(), b.clone()], &cfg, &opts, &out).unwrap();
+    let curves = noise::command(
+        || Gpu::new(None),
+        &[a.clone(), b.clone()],
+        &cfg,
+        &opts,
+        &out,
+    )
+    .unwrap();
     assert_eq!(curves.len(), 2);
     for (c, p) in curves.iter().zip([&a, &b]) {
         assert_eq!(c.points.len(), 3);
         for q in &c.points {
-            assert!(q.loss.is_finite() && (0.0..=1.0).contains(&q.accuracy) && q.samples > 0, "{q:?}");
+            assert!(
+                q.loss.is_finite() && (0.0..=1.0).contains(&q.accuracy) && q.samples > 0,
+                "{q:?}"
+            );
         }
         let e = tsc_trainer::train::eval(Some(&gpu), p, &cfg).unwrap();
         let z = c.points[0];
         assert_eq!(z.samples, e.samples);
-        assert!((z.accuracy - (1.0 - e.err)).abs() < 1e-12, "σ=0 accuracy {} vs eval {}", z.accuracy, 1.0 - e.err);
-        assert!((z.loss - e.loss).abs() < 1e-6 * e.loss.max(1.0), "σ=0 loss {} vs eval {}", z.loss, e.loss);
+        assert!(
+            (z.accuracy - (1.0 - e.err)).abs() < 1e-12,
+            "σ=0 accuracy {} vs eval {}",
+            z.accuracy,
+            1.0 - e.err
+        );
+        assert!(
+            (z.loss - e.loss).abs() < 1e-6 * e.loss.max(1.0),
+            "σ=0 loss {} vs eval {}",
+            z.loss,
+            e.loss
+        );
         // Large noise changes the loss.
         assert_ne!(c.points[2].loss, z.loss);
     }
     assert_png(&out.join("noise.png"));
     let rows = read_csv(&out.join("noise.csv"));
-    assert_eq!(rows[0], ["checkpoint", "sigma", "images", "accuracy", "loss"]);
+    assert_eq!(
+        rows[0],
+        ["checkpoint", "sigma", "images", "accuracy", "loss"]
+    );
     assert_eq!(rows.len(), 1 + 2 * 3);
     // Same seed, same numbers (noise is seeded); and a subset of images works.
-    let again = noise::noise_eval(&gpu, &[a.clone()], &noise::read_checkpoints(&[a.clone()]).unwrap(), &data::load_split(&cfg.dataset_spec().unwrap(), Split::Test).unwrap(), &opts).unwrap();
+    let again = noise::noise_eval(
+        &gpu,
+        std::slice::from_ref(&a),
+        &noise::read_checkpoints(std::slice::from_ref(&a)).unwrap(),
+        &data::load_split(&cfg.dataset_spec().unwrap(), Split::Test).unwrap(),
+        &opts,
+    )
+    .unwrap();
     assert_eq!(again[0].points, curves[0].points);
     let sub = noise::NoiseOptions { images: 50, ..opts };
-    let few = noise::noise_eval(&gpu, &[a.clone()], &noise::read_checkpoints(&[a]).unwrap(), &data::load_split(&cfg.dataset_spec().unwrap(), Split::Test).unwrap(), &sub).unwrap();
+    let few = noise::noise_eval(
+        &gpu,
+        std::slice::from_ref(&a),
+        &noise::read_checkpoints(std::slice::from_ref(&a)).unwrap(),
+        &data::load_split(&cfg.dataset_spec().unwrap(), Split::Test).unwrap(),
+        &sub,
+    )
+    .unwrap();
     assert_eq!(few[0].points[0].samples, 50);
 }
 
@@ -116,16 +190,49 @@ fn noise_eval_bad_input_errors() {
     let rgb = tiny_checkpoint(&dir, "rgb", "lstm", Shape3::new(8, 8, 3), 10, 1);
     let cfg = digits_cfg("lstm");
     let out = dir.join("out");
-    let opts = |s: Vec<f32>| noise::NoiseOptions { sigmas: s, seed: 0, batch: 32, images: 0 };
-    let no_gpu = || -> anyhow::Result<Gpu> { panic!("the GPU must not be needed to reject bad input") };
-    let e = err_of(noise::command(no_gpu, &[good.clone()], &cfg, &opts(vec![]), &out));
+    let opts = |s: Vec<f32>| noise::NoiseOptions {
+        sigmas: s,
+        seed: 0,
+        batch: 32,
+        images: 0,
+    };
+    let no_gpu =
+        || -> anyhow::Result<Gpu> { panic!("the GPU must not be needed to reject bad input") };
+    let e = err_of(noise::command(
+        no_gpu,
+        std::slice::from_ref(&good),
+        &cfg,
+        &opts(vec![]),
+        &out,
+    ));
     assert!(e.contains("empty --sigma"), "{e}");
-    let e = err_of(noise::command(no_gpu, &[good.clone()], &cfg, &opts(vec![0.0, -0.1]), &out));
+    let e = err_of(noise::command(
+        no_gpu,
+        std::slice::from_ref(&good),
+        &cfg,
+        &opts(vec![0.0, -0.1]),
+        &out,
+    ));
     assert!(e.contains("-0.1"), "{e}");
-    let e = err_of(noise::command(no_gpu, &[good.clone(), dir.join("missing.tscm")], &cfg, &opts(vec![0.0]), &out));
+    let e = err_of(noise::command(
+        no_gpu,
+        &[good.clone(), dir.join("missing.tscm")],
+        &cfg,
+        &opts(vec![0.0]),
+        &out,
+    ));
     assert!(e.contains("missing.tscm"), "{e}");
-    let e = err_of(noise::command(no_gpu, &[good, rgb], &cfg, &opts(vec![0.0]), &out));
-    assert!(e.contains("another architecture") && e.contains("rgb"), "{e}");
+    let e = err_of(noise::command(
+        no_gpu,
+        &[good, rgb],
+        &cfg,
+        &opts(vec![0.0]),
+        &out,
+    ));
+    assert!(
+        e.contains("another architecture") && e.contains("rgb"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -140,11 +247,17 @@ fn steps_for_several_checkpoints_writes_png_and_csv() {
     assert_eq!(rows[0], ["checkpoint", "stage", "block", "channel", "dt"]);
     // 3 blocks of 4, 8, 16 channels, for each checkpoint.
     assert_eq!(rows.len(), 1 + 2 * (4 + 8 + 16));
-    assert!(rows[1..].iter().all(|r| r[4].parse::<f32>().unwrap().is_finite()));
+    assert!(rows[1..]
+        .iter()
+        .all(|r| r[4].parse::<f32>().unwrap().is_finite()));
     // One checkpoint keeps the original CSV layout.
     tsc_trainer::tools::steps(&[a], Some(&csv), None).unwrap();
     assert_eq!(read_csv(&csv)[0], ["stage", "block", "channel", "dt"]);
-    let e = err_of(tsc_trainer::tools::steps(&[dir.join("nope.tscm")], None, None));
+    let e = err_of(tsc_trainer::tools::steps(
+        &[dir.join("nope.tscm")],
+        None,
+        None,
+    ));
     assert!(e.contains("nope.tscm"), "{e}");
 }
 
@@ -162,7 +275,10 @@ fn power_iteration_matches_exact_svd_of_a_matrix() {
     }
     let exact = stability::sym_eigenvalues(ata, n).last().unwrap().sqrt();
     let est = stability::matrix_norm(m, n, &a, 1000, 1);
-    assert!((est - exact).abs() < 1e-6 * exact, "power iteration {est} vs exact {exact}");
+    assert!(
+        (est - exact).abs() < 1e-6 * exact,
+        "power iteration {est} vs exact {exact}"
+    );
     // A 2×2 with known singular values 3 and 1.
     let d = stability::matrix_norm(2, 2, &[2.0, 1.0, 1.0, 2.0], 500, 2);
     assert!((d - 3.0).abs() < 1e-6, "{d}");
@@ -174,7 +290,9 @@ fn conv_operator_norm_matches_brute_force() {
     for (stride, groups) in [(1, 1), (2, 1), (1, 2)] {
         let input = Shape3::new(5, 4, 2);
         let out_c = 4;
-        let w: Vec<f64> = (0..out_c * 9 * 2 / groups).map(|_| r.normal() as f64).collect();
+        let w: Vec<f64> = (0..out_c * 9 * 2 / groups)
+            .map(|_| r.normal() as f64)
+            .collect();
         let op = ConvOp::new(input, out_c, 3, stride, 1, groups, w).unwrap();
         let (n, m) = (input.len(), op.output.len());
         // Adjointness: <A x, y> = <x, Aᵀ y>.
@@ -200,7 +318,10 @@ fn conv_operator_norm_matches_brute_force() {
         }
         let exact = stability::sym_eigenvalues(ata, n).last().unwrap().sqrt();
         let est = op.op_norm(5000, 3);
-        assert!((est - exact).abs() < 1e-4 * exact, "stride {stride} groups {groups}: {est} vs {exact}");
+        assert!(
+            (est - exact).abs() < 1e-4 * exact,
+            "stride {stride} groups {groups}: {est} vs {exact}"
+        );
         assert!(op.matrix_norm(1000, 3) > 0.0);
     }
 }
@@ -220,7 +341,8 @@ fn feature_forward_matches_core_infer() {
     for i in 0..4 {
         tsc_core::infer(&fm, &test.image_f32(i), &mut scratch, &mut want).unwrap();
         let x = stability::normalised(&a, &test, i);
-        let ys = stability::blocks_forward(&fm, &stability::stem_forward(&fm, &x).unwrap()).unwrap();
+        let ys =
+            stability::blocks_forward(&fm, &stability::stem_forward(&fm, &x).unwrap()).unwrap();
         assert_eq!(ys.len(), 3);
         let got = stability::head_forward(&fm, ys.last().unwrap()).unwrap();
         for (g, w) in got.iter().zip(&want) {
@@ -234,7 +356,11 @@ fn stability_numbers_and_csv() {
     let dir = scratch("stability");
     let cfg = digits_cfg("lstm");
     for (steps, shortcut) in [("lstm", "A"), ("indp", "B")] {
-        let cfg = TrainConfig { shortcut: shortcut.into(), steps: steps.into(), ..cfg.clone() };
+        let cfg = TrainConfig {
+            shortcut: shortcut.into(),
+            steps: steps.into(),
+            ..cfg.clone()
+        };
         let (train, _) = data::load(&cfg.dataset_spec().unwrap()).unwrap();
         let norm = Normalization::from_dataset(&train);
         let arch = arch_for(&cfg, Shape3::new(8, 8, 1), 10, &norm.mean, &norm.std).unwrap();
@@ -242,12 +368,30 @@ fn stability_numbers_and_csv() {
         let p = dir.join(format!("{steps}.tscm"));
         host.save(&p).unwrap();
         let csv = dir.join(format!("{steps}.csv"));
-        let opts = StabilityOptions { images: 6, eps: 1e-3, iters: 300, seed: 0 };
+        let opts = StabilityOptions {
+            images: 6,
+            eps: 1e-3,
+            iters: 300,
+            seed: 0,
+        };
         let s = stability::command(&p, &cfg, &opts, &csv).unwrap();
         assert_eq!(s.blocks.len(), 3);
         let mut prev = 1.0;
         for b in &s.blocks {
-            for v in [b.a1_op, b.a2_op, b.a1_mat, b.a2_mat, b.w_norm, b.dt_mean, b.dt_max, b.factor, b.bound, b.tight_bound, b.measured_mean, b.measured_max] {
+            for v in [
+                b.a1_op,
+                b.a2_op,
+                b.a1_mat,
+                b.a2_mat,
+                b.w_norm,
+                b.dt_mean,
+                b.dt_max,
+                b.factor,
+                b.bound,
+                b.tight_bound,
+                b.measured_mean,
+                b.measured_max,
+            ] {
                 assert!(v.is_finite() && v > 0.0, "{b:?}");
             }
             assert!((b.w_norm - b.a1_op * b.a2_op).abs() < 1e-9 * b.w_norm);
@@ -263,12 +407,20 @@ fn stability_numbers_and_csv() {
         let rows = read_csv(&csv);
         assert_eq!(rows.len(), 4);
         assert_eq!(rows[0][0], "block");
-        assert!(rows[0].contains(&"conv1_bn_operator_norm".to_string()) && rows[0].contains(&"conv1_bn_matrix_norm".to_string()));
+        assert!(
+            rows[0].contains(&"conv1_bn_operator_norm".to_string())
+                && rows[0].contains(&"conv1_bn_matrix_norm".to_string())
+        );
         assert!(stability::summary(&s).contains("operator"));
     }
     // Errors: missing file, folded model, wrong architecture.
     let opts = StabilityOptions::default();
-    let e = err_of(stability::command(&dir.join("missing.tscm"), &cfg, &opts, &dir.join("x.csv")));
+    let e = err_of(stability::command(
+        &dir.join("missing.tscm"),
+        &cfg,
+        &opts,
+        &dir.join("x.csv"),
+    ));
     assert!(e.contains("missing.tscm"), "{e}");
     let p = dir.join("lstm.tscm");
     let folded = dir.join("folded.tscm");
@@ -283,15 +435,30 @@ fn stability_numbers_and_csv() {
 #[test]
 fn sweep_smoke_on_digits() {
     let dir = scratch("sweep");
-    let base = TrainConfig { epochs: 1, max_steps: 2, batch: 32, workers: 1, ..digits_cfg("lstm") };
+    let base = TrainConfig {
+        epochs: 1,
+        max_steps: 2,
+        batch: 32,
+        workers: 1,
+        ..digits_cfg("lstm")
+    };
     let gpu = Gpu::new(None).unwrap();
     let modes = vec!["fixed:1".to_string(), "lstm".to_string()];
     let rows = sweep::command(&gpu, &base, &[8, 14], &modes, &dir).unwrap();
     assert_eq!(rows.len(), 4);
     for r in &rows {
-        assert!(r.test_acc.is_finite() && (0.0..=1.0).contains(&r.test_acc) && r.test_loss.is_finite() && r.epochs == 1, "{r:?}");
+        assert!(
+            r.test_acc.is_finite()
+                && (0.0..=1.0).contains(&r.test_acc)
+                && r.test_loss.is_finite()
+                && r.epochs == 1,
+            "{r:?}"
+        );
     }
-    assert!(rows[1].params > rows[0].params, "depth 14 has more parameters than 8");
+    assert!(
+        rows[1].params > rows[0].params,
+        "depth 14 has more parameters than 8"
+    );
     assert_png(&dir.join("sweep.png"));
     let csv = read_csv(&dir.join("sweep.csv"));
     assert_eq!(csv.len(), 5);
@@ -303,7 +470,10 @@ fn sweep_smoke_on_digits() {
 
 #[test]
 fn table_aligns_and_writes_csv() {
-    let mut t = table::Table::new(vec![table::col("name", "name"), table::num("σ", "sigma", 2)]);
+    let mut t = table::Table::new(vec![
+        table::col("name", "name"),
+        table::num("σ", "sigma", 2),
+    ]);
     t.push(vec!["a,b".into(), 0.5f64.into()]);
     t.push(vec!["long name".into(), 10.0f64.into()]);
     let r = t.render();

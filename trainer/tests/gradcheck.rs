@@ -9,7 +9,7 @@ use tsc_core::arch::{Shape3, StepMode};
 use tsc_trainer::config::{steps_name, TrainConfig};
 use tsc_trainer::gpu::Gpu;
 use tsc_trainer::model::{arch_for, HostModel};
-use tsc_trainer::net::{Graph, GpuModel, Mode};
+use tsc_trainer::net::{GpuModel, Graph, Mode};
 use tsc_trainer::reference::network::{train_loss, Weights};
 use tsc_trainer::rng::Rng;
 
@@ -49,11 +49,17 @@ fn check(steps: &str, shortcut: &str, seed: u64) {
     // Random BN affine params and controller params large enough to matter.
     for t in host.tensors.iter_mut() {
         if t.name.ends_with(".gamma") {
-            t.data.iter_mut().for_each(|v| *v = rng.uniform_range(0.5, 1.5));
+            t.data
+                .iter_mut()
+                .for_each(|v| *v = rng.uniform_range(0.5, 1.5));
         } else if t.name.ends_with(".beta") || t.name.ends_with(".b") {
-            t.data.iter_mut().for_each(|v| *v = rng.uniform_range(-0.3, 0.3));
+            t.data
+                .iter_mut()
+                .for_each(|v| *v = rng.uniform_range(-0.3, 0.3));
         } else if t.name.ends_with(".dt") {
-            t.data.iter_mut().for_each(|v| *v = rng.uniform_range(0.2, 0.9));
+            t.data
+                .iter_mut()
+                .for_each(|v| *v = rng.uniform_range(0.2, 0.9));
         }
     }
     let batch = 2;
@@ -68,11 +74,18 @@ fn check(steps: &str, shortcut: &str, seed: u64) {
     rec.submit();
     let (gpu_loss, _, _) = g.read_metrics(&gpu).unwrap();
 
-    let mut w: Weights = host.tensors.iter().map(|t| (t.name.clone(), t.data.iter().map(|&v| v as f64).collect())).collect();
+    let mut w: Weights = host
+        .tensors
+        .iter()
+        .map(|t| (t.name.clone(), t.data.iter().map(|&v| v as f64).collect()))
+        .collect();
     let x64: Vec<f64> = images.iter().map(|&v| v as f64).collect();
     let ref_loss = train_loss(&arch, &w, &x64, &labels);
     println!("[{steps} {shortcut}] loss gpu {gpu_loss:.7} ref {ref_loss:.7}");
-    assert!((gpu_loss - ref_loss).abs() <= 1e-4 * ref_loss.abs().max(1.0), "loss differs");
+    assert!(
+        (gpu_loss - ref_loss).abs() <= 1e-4 * ref_loss.abs().max(1.0),
+        "loss differs"
+    );
 
     let mut groups: HashMap<&str, (f64, f64, usize)> = HashMap::new();
     // Small steps: f64 keeps the quotient exact enough, and a step this small rarely crosses
@@ -82,7 +95,11 @@ fn check(steps: &str, shortcut: &str, seed: u64) {
         let grad = gpu.download(&p.grad).unwrap();
         let n = grad.len();
         // All elements of small tensors, 12 random ones of larger tensors.
-        let idx: Vec<usize> = if n <= 12 { (0..n).collect() } else { (0..12).map(|_| rng.below_usize(n)).collect() };
+        let idx: Vec<usize> = if n <= 12 {
+            (0..n).collect()
+        } else {
+            (0..12).map(|_| rng.below_usize(n)).collect()
+        };
         let e = groups.entry(group_of(&p.name)).or_default();
         for i in idx {
             let orig = w[&p.name][i];
@@ -103,12 +120,18 @@ fn check(steps: &str, shortcut: &str, seed: u64) {
     for k in names {
         let (num, den, cnt) = groups[k];
         let rel = (num / den.max(1e-30)).sqrt();
-        println!("[{} {shortcut}] {k:<11} {cnt:>4} elements  rel err {rel:.2e}", steps_name(arch.step));
+        println!(
+            "[{} {shortcut}] {k:<11} {cnt:>4} elements  rel err {rel:.2e}",
+            steps_name(arch.step)
+        );
         if !(rel < 2e-3 || den.sqrt() < 1e-6) {
             bad.push(format!("{k}: {rel:.2e}"));
         }
     }
-    assert!(bad.is_empty(), "{steps} {shortcut}: relative gradient errors too large: {bad:?}");
+    assert!(
+        bad.is_empty(),
+        "{steps} {shortcut}: relative gradient errors too large: {bad:?}"
+    );
 }
 
 #[test]

@@ -24,8 +24,16 @@ use std::path::Path;
 
 /// The dataset configuration an analysis of `model` uses: the run's `config.toml` beside the
 /// model unless `--dataset` is given (then the defaults plus the flags), as `trainer eval` does.
-pub fn dataset_config(model: &Path, dataset: Option<&str>, data: Option<&str>, batch: Option<usize>) -> Result<TrainConfig> {
-    let beside = model.parent().map(|p| p.join(train::CONFIG)).filter(|p| p.exists());
+pub fn dataset_config(
+    model: &Path,
+    dataset: Option<&str>,
+    data: Option<&str>,
+    batch: Option<usize>,
+) -> Result<TrainConfig> {
+    let beside = model
+        .parent()
+        .map(|p| p.join(train::CONFIG))
+        .filter(|p| p.exists());
     let mut cfg = match beside {
         Some(p) if dataset.is_none() => TrainConfig::load(&p)?,
         _ => TrainConfig::default(),
@@ -49,7 +57,10 @@ pub fn checkpoint_label(path: &Path, arch: &tsc_core::arch::Arch) -> String {
     let steps = crate::config::steps_name(arch.step);
     let file = path.file_name().and_then(|s| s.to_str()).unwrap_or("");
     let name = if file == train::CHECKPOINT {
-        path.parent().and_then(|p| p.file_name()).and_then(|s| s.to_str()).unwrap_or(file)
+        path.parent()
+            .and_then(|p| p.file_name())
+            .and_then(|s| s.to_str())
+            .unwrap_or(file)
     } else {
         path.file_stem().and_then(|s| s.to_str()).unwrap_or(file)
     };

@@ -70,7 +70,10 @@ pub fn read_checkpoints(paths: &[PathBuf]) -> Result<Vec<HostModel>> {
             let bytes = crate::tools::read_model(p)?;
             let m = tsc_core::Model::parse(&bytes).map_err(|e| anyhow!("{}: {e}", p.display()))?;
             if m.kind() != ModelKind::Checkpoint {
-                bail!("{} is a folded (exported) model: give the training checkpoint", p.display());
+                bail!(
+                    "{} is a folded (exported) model: give the training checkpoint",
+                    p.display()
+                );
             }
             HostModel::decode(&bytes).with_context(|| format!("invalid checkpoint {}", p.display()))
         })
@@ -89,9 +92,19 @@ fn noise_of(batch: &Batch, seed: u64) -> Vec<f32> {
 }
 
 /// Evaluate every checkpoint at every σ on `test`.
-pub fn noise_eval(gpu: &Gpu, paths: &[PathBuf], models: &[HostModel], test: &Dataset, opts: &NoiseOptions) -> Result<Vec<NoiseCurve>> {
+pub fn noise_eval(
+    gpu: &Gpu,
+    paths: &[PathBuf],
+    models: &[HostModel],
+    test: &Dataset,
+    opts: &NoiseOptions,
+) -> Result<Vec<NoiseCurve>> {
     check_sigmas(&opts.sigmas)?;
-    let test = if opts.images > 0 && opts.images < test.len() { test.subset(&(0..opts.images).collect::<Vec<_>>()) } else { test.clone() };
+    let test = if opts.images > 0 && opts.images < test.len() {
+        test.subset(&(0..opts.images).collect::<Vec<_>>())
+    } else {
+        test.clone()
+    };
     let n = test.len();
     if n == 0 {
         bail!("the test split is empty");
@@ -102,15 +115,25 @@ pub fn noise_eval(gpu: &Gpu, paths: &[PathBuf], models: &[HostModel], test: &Dat
     for (path, host) in paths.iter().zip(models) {
         check_fits(&host.arch, &test, &format!("checkpoint {}", path.display()))?;
         let a = &host.arch;
-        let norm = Normalization { mean: a.mean[..a.input.c].to_vec(), std: a.std[..a.input.c].to_vec() };
+        let norm = Normalization {
+            mean: a.mean[..a.input.c].to_vec(),
+            std: a.std[..a.input.c].to_vec(),
+        };
         let loader = Loader::new(test.clone(), norm, LoaderConfig::eval(batch))?;
-        let batches: Vec<(Batch, Vec<f32>)> = loader.epoch(0).map(|b| {
-            let z = noise_of(&b, opts.seed);
-            (b, z)
-        }).collect();
+        let batches: Vec<(Batch, Vec<f32>)> = loader
+            .epoch(0)
+            .map(|b| {
+                let z = noise_of(&b, opts.seed);
+                (b, z)
+            })
+            .collect();
         let m = GpuModel::new(gpu, host, 0.0, 0.0)?;
         let full = Graph::new(gpu, &m, batch, Mode::Eval)?;
-        let rest = if n % batch > 0 { Some(Graph::new(gpu, &m, n % batch, Mode::Eval)?) } else { None };
+        let rest = if n % batch > 0 {
+            Some(Graph::new(gpu, &m, n % batch, Mode::Eval)?)
+        } else {
+            None
+        };
         let mut points = Vec::new();
         let mut noisy = Vec::new();
         for &sigma in &opts.sigmas {
@@ -119,7 +142,12 @@ pub fn noise_eval(gpu: &Gpu, paths: &[PathBuf], models: &[HostModel], test: &Dat
                 r.reset_metrics(gpu);
             }
             for (b, z) in &batches {
-                let g = if b.len() == batch { &full } else { rest.as_ref().ok_or_else(|| anyhow!("unexpected partial batch"))? };
+                let g = if b.len() == batch {
+                    &full
+                } else {
+                    rest.as_ref()
+                        .ok_or_else(|| anyhow!("unexpected partial batch"))?
+                };
                 noisy.clear();
                 noisy.extend(b.images.iter().zip(z).map(|(x, z)| x + sigma * z));
                 g.load(gpu, &noisy, &b.labels)?;
@@ -138,7 +166,11 @@ pub fn noise_eval(gpu: &Gpu, paths: &[PathBuf], models: &[HostModel], test: &Dat
                 samples: n1 + n2,
             });
         }
-        curves.push(NoiseCurve { path: path.clone(), label: super::checkpoint_label(path, &host.arch), points });
+        curves.push(NoiseCurve {
+            path: path.clone(),
+            label: super::checkpoint_label(path, &host.arch),
+            points,
+        });
     }
     Ok(curves)
 }
@@ -154,7 +186,13 @@ pub fn table(curves: &[NoiseCurve]) -> Table {
     ]);
     for c in curves {
         for p in &c.points {
-            t.push(vec![Cell::from(c.label.clone()), p.sigma.into(), p.samples.into(), Cell::Num(100.0 * p.accuracy), p.loss.into()]);
+            t.push(vec![
+                Cell::from(c.label.clone()),
+                p.sigma.into(),
+                p.samples.into(),
+                Cell::Num(100.0 * p.accuracy),
+                p.loss.into(),
+            ]);
         }
     }
     t
@@ -165,7 +203,11 @@ pub fn plot(curves: &[NoiseCurve], path: &Path) -> Result<()> {
     let series = |f: fn(&NoisePoint) -> f64| {
         curves
             .iter()
-            .map(|c| Series { label: c.label.clone(), points: c.points.iter().map(|p| (p.sigma as f64, f(p))).collect(), band: None })
+            .map(|c| Series {
+                label: c.label.clone(),
+                points: c.points.iter().map(|p| (p.sigma as f64, f(p))).collect(),
+                band: None,
+            })
             .collect::<Vec<_>>()
     };
     let acc = Panel {
@@ -185,7 +227,13 @@ pub fn plot(curves: &[NoiseCurve], path: &Path) -> Result<()> {
 
 /// The whole command: check the input, evaluate, print the table, write `noise.csv` and
 /// `noise.png` into `out`.
-pub fn command(make_gpu: impl FnOnce() -> Result<Gpu>, paths: &[PathBuf], cfg: &crate::config::TrainConfig, opts: &NoiseOptions, out: &Path) -> Result<Vec<NoiseCurve>> {
+pub fn command(
+    make_gpu: impl FnOnce() -> Result<Gpu>,
+    paths: &[PathBuf],
+    cfg: &crate::config::TrainConfig,
+    opts: &NoiseOptions,
+    out: &Path,
+) -> Result<Vec<NoiseCurve>> {
     check_sigmas(&opts.sigmas)?;
     let models = read_checkpoints(paths)?;
     let test = data::load_split(&cfg.dataset_spec()?, data::Split::Test)?;

@@ -39,7 +39,14 @@ const COLORS: [RGBColor; 8] = [
 
 fn register_font() -> Result<()> {
     static ONCE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let ok = *ONCE.get_or_init(|| plotters::style::register_font("sans-serif", FontStyle::Normal, epaint_default_fonts::UBUNTU_LIGHT).is_ok());
+    let ok = *ONCE.get_or_init(|| {
+        plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            epaint_default_fonts::UBUNTU_LIGHT,
+        )
+        .is_ok()
+    });
     if ok {
         Ok(())
     } else {
@@ -57,11 +64,18 @@ fn range(vals: impl Iterator<Item = f64>) -> (f64, f64) {
         return (0.0, 1.0);
     }
     let span = hi - lo;
-    let pad = if span > 0.0 { 0.06 * span } else { 0.5 * lo.abs().max(1e-3) };
+    let pad = if span > 0.0 {
+        0.06 * span
+    } else {
+        0.5 * lo.abs().max(1e-3)
+    };
     (lo - pad, hi + pad)
 }
 
-fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, plotters::coord::Shift>, p: &Panel) -> Result<()>
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    p: &Panel,
+) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
@@ -94,7 +108,9 @@ where
         if let Some(band) = &s.band {
             let mut poly: Vec<(f64, f64)> = band.iter().map(|b| (b.0, b.2)).collect();
             poly.extend(band.iter().rev().map(|b| (b.0, b.1)));
-            chart.draw_series(std::iter::once(Polygon::new(poly, c.mix(0.18).filled()))).map_err(err)?;
+            chart
+                .draw_series(std::iter::once(Polygon::new(poly, c.mix(0.18).filled())))
+                .map_err(err)?;
         }
         chart
             .draw_series(LineSeries::new(s.points.iter().copied(), c.stroke_width(2)))
@@ -135,7 +151,10 @@ pub fn write_png(path: &Path, panels: &[Panel], panel_w: u32, h: u32) -> Result<
     }
     let img = image::RgbImage::from_raw(w, h, buf).ok_or_else(|| anyhow!("plot buffer size"))?;
     let mut bytes = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
-        .map_err(|e| anyhow!("cannot encode PNG: {e}"))?;
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )
+    .map_err(|e| anyhow!("cannot encode PNG: {e}"))?;
     write_atomic(path, &bytes)
 }

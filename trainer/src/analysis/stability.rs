@@ -50,13 +50,38 @@ pub struct ConvOp {
 }
 
 impl ConvOp {
-    pub fn new(input: Shape3, out_c: usize, k: usize, stride: usize, pad: usize, groups: usize, w: Vec<f64>) -> Result<ConvOp> {
+    pub fn new(
+        input: Shape3,
+        out_c: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        groups: usize,
+        w: Vec<f64>,
+    ) -> Result<ConvOp> {
         let g = groups.max(1);
-        if input.c % g != 0 || out_c % g != 0 || w.len() != out_c * k * k * input.c / g || input.h + 2 * pad < k || input.w + 2 * pad < k {
+        if !input.c.is_multiple_of(g)
+            || !out_c.is_multiple_of(g)
+            || w.len() != out_c * k * k * input.c / g
+            || input.h + 2 * pad < k
+            || input.w + 2 * pad < k
+        {
             bail!("inconsistent convolution: input {input:?}, {out_c} outputs, k {k}, groups {g}, {} weights", w.len());
         }
-        let output = Shape3::new((input.h + 2 * pad - k) / stride + 1, (input.w + 2 * pad - k) / stride + 1, out_c);
-        Ok(ConvOp { input, output, k, stride, pad, groups: g, w })
+        let output = Shape3::new(
+            (input.h + 2 * pad - k) / stride + 1,
+            (input.w + 2 * pad - k) / stride + 1,
+            out_c,
+        );
+        Ok(ConvOp {
+            input,
+            output,
+            k,
+            stride,
+            pad,
+            groups: g,
+            w,
+        })
     }
 
     /// Visit every (output index, input index, weight index) tap.
@@ -107,7 +132,13 @@ impl ConvOp {
 
     /// Spectral norm of the operator on feature maps (power iteration).
     pub fn op_norm(&self, iters: usize, seed: u64) -> f64 {
-        power_iteration(self.input.len(), |x| self.apply(x), |y| self.adjoint(y), iters, seed)
+        power_iteration(
+            self.input.len(),
+            |x| self.apply(x),
+            |y| self.adjoint(y),
+            iters,
+            seed,
+        )
     }
 
     /// Spectral norm of the reshaped weight matrix `[C_out, k·k·C_in/groups]`.
@@ -132,7 +163,13 @@ fn norm(x: &[f64]) -> f64 {
 /// Largest singular value of a linear map `A: R^n → R^m` given `A x` and `Aᵀ y`: power
 /// iteration on `AᵀA` from a seeded random start, until the estimate `‖A x‖` (which rises
 /// towards σ_max) changes by less than 1e-7 relatively, or `iters` steps.
-pub fn power_iteration(n: usize, apply: impl Fn(&[f64]) -> Vec<f64>, adjoint: impl Fn(&[f64]) -> Vec<f64>, iters: usize, seed: u64) -> f64 {
+pub fn power_iteration(
+    n: usize,
+    apply: impl Fn(&[f64]) -> Vec<f64>,
+    adjoint: impl Fn(&[f64]) -> Vec<f64>,
+    iters: usize,
+    seed: u64,
+) -> f64 {
     let mut r = Rng::new(seed);
     let mut x: Vec<f64> = (0..n).map(|_| r.normal() as f64).collect();
     let nx = norm(&x).max(f64::MIN_POSITIVE);
@@ -159,8 +196,16 @@ pub fn power_iteration(n: usize, apply: impl Fn(&[f64]) -> Vec<f64>, adjoint: im
 
 /// Largest singular value of a row-major `rows × cols` matrix (power iteration).
 pub fn matrix_norm(rows: usize, cols: usize, a: &[f64], iters: usize, seed: u64) -> f64 {
-    let apply = |x: &[f64]| (0..rows).map(|i| (0..cols).map(|j| a[i * cols + j] * x[j]).sum()).collect::<Vec<f64>>();
-    let adjoint = |y: &[f64]| (0..cols).map(|j| (0..rows).map(|i| a[i * cols + j] * y[i]).sum()).collect::<Vec<f64>>();
+    let apply = |x: &[f64]| {
+        (0..rows)
+            .map(|i| (0..cols).map(|j| a[i * cols + j] * x[j]).sum())
+            .collect::<Vec<f64>>()
+    };
+    let adjoint = |y: &[f64]| {
+        (0..cols)
+            .map(|j| (0..rows).map(|i| a[i * cols + j] * y[i]).sum())
+            .collect::<Vec<f64>>()
+    };
     power_iteration(cols, apply, adjoint, iters, seed)
 }
 
@@ -168,7 +213,10 @@ pub fn matrix_norm(rows: usize, cols: usize, a: &[f64], iters: usize, seed: u64)
 /// the power iteration in tests.
 pub fn sym_eigenvalues(mut a: Vec<f64>, n: usize) -> Vec<f64> {
     for _ in 0..100 {
-        let off: f64 = (0..n).flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j))).map(|(i, j)| a[i * n + j].powi(2)).sum();
+        let off: f64 = (0..n)
+            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| a[i * n + j].powi(2))
+            .sum();
         if off < 1e-22 {
             break;
         }
@@ -203,17 +251,42 @@ pub fn sym_eigenvalues(mut a: Vec<f64>, n: usize) -> Vec<f64> {
 
 /// `γ/√(var+ε)` of a checkpoint's BN `prefix`.
 fn bn_scale(m: &HostModel, prefix: &str) -> Result<Vec<f64>> {
-    let get = |f: &str| m.get(&format!("{prefix}.{f}")).map(|t| t.data.clone()).ok_or_else(|| anyhow!("checkpoint lacks {prefix}.{f}"));
+    let get = |f: &str| {
+        m.get(&format!("{prefix}.{f}"))
+            .map(|t| t.data.clone())
+            .ok_or_else(|| anyhow!("checkpoint lacks {prefix}.{f}"))
+    };
     let (g, v) = (get("gamma")?, get("var")?);
-    Ok(g.iter().zip(&v).map(|(&g, &v)| g as f64 / (v as f64 + BN_EPS as f64).sqrt()).collect())
+    Ok(g.iter()
+        .zip(&v)
+        .map(|(&g, &v)| g as f64 / (v as f64 + BN_EPS as f64).sqrt())
+        .collect())
 }
 
 /// A checkpoint conv (`name`) with its BN (`bn`) folded in, as an operator on `input`.
-fn conv_bn(m: &HostModel, name: &str, bn: &str, input: Shape3, k: usize, stride: usize, pad: usize) -> Result<ConvOp> {
-    let w = m.get(name).ok_or_else(|| anyhow!("checkpoint lacks {name}"))?;
+fn conv_bn(
+    m: &HostModel,
+    name: &str,
+    bn: &str,
+    input: Shape3,
+    k: usize,
+    stride: usize,
+    pad: usize,
+) -> Result<ConvOp> {
+    let w = m
+        .get(name)
+        .ok_or_else(|| anyhow!("checkpoint lacks {name}"))?;
     let out_c = w.shape[0];
     let groups = m.arch.groups.max(1);
-    let mut op = ConvOp::new(input, out_c, k, stride, pad, if k == 1 { 1 } else { groups }, w.data.iter().map(|&v| v as f64).collect())?;
+    let mut op = ConvOp::new(
+        input,
+        out_c,
+        k,
+        stride,
+        pad,
+        if k == 1 { 1 } else { groups },
+        w.data.iter().map(|&v| v as f64).collect(),
+    )?;
     op.scale_rows(&bn_scale(m, bn)?);
     Ok(op)
 }
@@ -265,7 +338,12 @@ pub struct StabilityOptions {
 
 impl Default for StabilityOptions {
     fn default() -> Self {
-        StabilityOptions { images: 32, eps: 1e-3, iters: 200, seed: 0 }
+        StabilityOptions {
+            images: 32,
+            eps: 1e-3,
+            iters: 200,
+            seed: 0,
+        }
     }
 }
 
@@ -279,7 +357,18 @@ pub fn stem_forward(m: &Model<'_>, x: &[f32]) -> Result<Vec<f32>> {
     let stem = a.stem_output();
     let mut y = vec![0.0; stem.len()];
     let p = Conv2d::new(a.input, stem.c, KERNEL, 1, 1);
-    conv2d(&p, x, &m.tensor_by_id(TensorId::StemConvW).map_err(core_err("stem"))?, Some(&m.tensor_by_id(TensorId::StemConvB).map_err(core_err("stem"))?), &mut y).map_err(core_err("stem"))?;
+    conv2d(
+        &p,
+        x,
+        &m.tensor_by_id(TensorId::StemConvW)
+            .map_err(core_err("stem"))?,
+        Some(
+            &m.tensor_by_id(TensorId::StemConvB)
+                .map_err(core_err("stem"))?,
+        ),
+        &mut y,
+    )
+    .map_err(core_err("stem"))?;
     relu(&mut y);
     Ok(y)
 }
@@ -292,22 +381,56 @@ pub fn blocks_forward(m: &Model<'_>, y0: &[f32]) -> Result<Vec<Vec<f32>>> {
     for (stage, st) in a.stages().iter().enumerate() {
         for block in 0..st.blocks {
             let g = a.block_geom(stage, block);
-            let t = |part| m.tensor_by_id(TensorId::Block { stage, block, part }).map_err(core_err("block tensor"));
+            let t = |part| {
+                m.tensor_by_id(TensorId::Block { stage, block, part })
+                    .map_err(core_err("block tensor"))
+            };
             let mut p1 = Conv2d::new(g.input, g.output.c, KERNEL, g.stride, 1);
             p1.groups = a.groups;
             let mut t1 = vec![0.0; g.output.len()];
-            conv2d(&p1, &cur, &t(BlockPart::Conv1W)?, Some(&t(BlockPart::Conv1B)?), &mut t1).map_err(core_err("conv1"))?;
+            conv2d(
+                &p1,
+                &cur,
+                &t(BlockPart::Conv1W)?,
+                Some(&t(BlockPart::Conv1B)?),
+                &mut t1,
+            )
+            .map_err(core_err("conv1"))?;
             relu(&mut t1);
             let mut p2 = Conv2d::new(g.output, g.output.c, KERNEL, 1, 1);
             p2.groups = a.groups;
             let mut t2 = vec![0.0; g.output.len()];
-            conv2d(&p2, &t1, &t(BlockPart::Conv2W)?, Some(&t(BlockPart::Conv2B)?), &mut t2).map_err(core_err("conv2"))?;
+            conv2d(
+                &p2,
+                &t1,
+                &t(BlockPart::Conv2W)?,
+                Some(&t(BlockPart::Conv2B)?),
+                &mut t2,
+            )
+            .map_err(core_err("conv2"))?;
             if g.has_proj {
                 let pp = Conv2d::new(g.input, g.output.c, 1, g.stride, 0);
-                conv2d(&pp, &cur, &t(BlockPart::ProjW)?, Some(&t(BlockPart::ProjB)?), &mut t1).map_err(core_err("proj"))?;
-                residual_update(g.output, 1, &t1, g.output, &mut t2, None::<&[f32]>, true).map_err(core_err("residual"))?;
+                conv2d(
+                    &pp,
+                    &cur,
+                    &t(BlockPart::ProjW)?,
+                    Some(&t(BlockPart::ProjB)?),
+                    &mut t1,
+                )
+                .map_err(core_err("proj"))?;
+                residual_update(g.output, 1, &t1, g.output, &mut t2, None::<&[f32]>, true)
+                    .map_err(core_err("residual"))?;
             } else {
-                residual_update(g.input, g.stride, &cur, g.output, &mut t2, None::<&[f32]>, true).map_err(core_err("residual"))?;
+                residual_update(
+                    g.input,
+                    g.stride,
+                    &cur,
+                    g.output,
+                    &mut t2,
+                    None::<&[f32]>,
+                    true,
+                )
+                .map_err(core_err("residual"))?;
             }
             outs.push(t2.clone());
             cur = t2;
@@ -323,19 +446,32 @@ pub fn head_forward(m: &Model<'_>, y: &[f32]) -> Result<Vec<f32>> {
     let mut pooled = vec![0.0; h.c];
     tsc_core::layers::global_avg_pool(h, y, &mut pooled).map_err(core_err("pool"))?;
     let mut logits = vec![0.0; a.classes];
-    tsc_core::layers::fc(&pooled, &m.tensor_by_id(TensorId::FcW).map_err(core_err("fc"))?, Some(&m.tensor_by_id(TensorId::FcB).map_err(core_err("fc"))?), &mut logits)
-        .map_err(core_err("fc"))?;
+    tsc_core::layers::fc(
+        &pooled,
+        &m.tensor_by_id(TensorId::FcW).map_err(core_err("fc"))?,
+        Some(&m.tensor_by_id(TensorId::FcB).map_err(core_err("fc"))?),
+        &mut logits,
+    )
+    .map_err(core_err("fc"))?;
     Ok(logits)
 }
 
 /// The normalised test image `i` for `arch`.
 pub fn normalised(arch: &Arch, ds: &Dataset, i: usize) -> Vec<f32> {
     let c = arch.input.c;
-    ds.image_f32(i).iter().enumerate().map(|(k, &v)| (v - arch.mean[k % c]) / arch.std[k % c]).collect()
+    ds.image_f32(i)
+        .iter()
+        .enumerate()
+        .map(|(k, &v)| (v - arch.mean[k % c]) / arch.std[k % c])
+        .collect()
 }
 
 fn diff_norm(a: &[f32], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>().sqrt()
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| ((x - y) as f64).powi(2))
+        .sum::<f64>()
+        .sqrt()
 }
 
 /// Random perturbation of `x` with `‖δ‖ = eps·‖x‖` (or `eps` if `x = 0`); returns `(x+δ, ‖δ‖)`.
@@ -344,14 +480,23 @@ fn perturb(x: &[f32], eps: f64, r: &mut Rng) -> (Vec<f32>, f64) {
     let nx = x.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
     let target = if nx > 0.0 { eps * nx } else { eps };
     let s = target / norm(&d).max(f64::MIN_POSITIVE);
-    let xp: Vec<f32> = x.iter().zip(&d).map(|(&v, &e)| (v as f64 + s * e) as f32).collect();
+    let xp: Vec<f32> = x
+        .iter()
+        .zip(&d)
+        .map(|(&v, &e)| (v as f64 + s * e) as f32)
+        .collect();
     // The perturbation actually applied after rounding to f32.
     let applied = diff_norm(&xp, x);
     (xp, applied)
 }
 
 /// All numbers of the command for one checkpoint (`bytes`) on the first images of `test`.
-pub fn analyse(bytes: &[u8], label: &str, test: &Dataset, opts: &StabilityOptions) -> Result<Stability> {
+pub fn analyse(
+    bytes: &[u8],
+    label: &str,
+    test: &Dataset,
+    opts: &StabilityOptions,
+) -> Result<Stability> {
     let ck = Model::parse(bytes).map_err(|e| anyhow!("{e}"))?;
     if ck.kind() != ModelKind::Checkpoint {
         bail!("the stability analysis needs the training checkpoint (BN and Δt separate), not a folded model");
@@ -375,11 +520,43 @@ pub fn analyse(bytes: &[u8], label: &str, test: &Dataset, opts: &StabilityOption
         let g = a.block_geom(*s, *b);
         let p = format!("s{s}.b{b}");
         let seed = opts.seed.wrapping_add(j as u64 + 1);
-        let a1 = conv_bn(&host, &format!("{p}.conv1.w"), &format!("{p}.bn1"), g.input, KERNEL, g.stride, 1)?;
-        let mut a2 = conv_bn(&host, &format!("{p}.conv2.w"), &format!("{p}.bn2"), g.output, KERNEL, 1, 1)?;
+        let a1 = conv_bn(
+            &host,
+            &format!("{p}.conv1.w"),
+            &format!("{p}.bn1"),
+            g.input,
+            KERNEL,
+            g.stride,
+            1,
+        )?;
+        let mut a2 = conv_bn(
+            &host,
+            &format!("{p}.conv2.w"),
+            &format!("{p}.bn2"),
+            g.output,
+            KERNEL,
+            1,
+            1,
+        )?;
         let (a1_op, a2_op) = (a1.op_norm(opts.iters, seed), a2.op_norm(opts.iters, seed));
-        let (a1_mat, a2_mat) = (a1.matrix_norm(opts.iters, seed), a2.matrix_norm(opts.iters, seed));
-        let shortcut = if g.has_proj { conv_bn(&host, &format!("{p}.proj.w"), &format!("{p}.projbn"), g.input, 1, g.stride, 0)?.op_norm(opts.iters, seed) } else { 1.0 };
+        let (a1_mat, a2_mat) = (
+            a1.matrix_norm(opts.iters, seed),
+            a2.matrix_norm(opts.iters, seed),
+        );
+        let shortcut = if g.has_proj {
+            conv_bn(
+                &host,
+                &format!("{p}.proj.w"),
+                &format!("{p}.projbn"),
+                g.input,
+                1,
+                g.stride,
+                0,
+            )?
+            .op_norm(opts.iters, seed)
+        } else {
+            1.0
+        };
         a2.scale_rows(&dt.iter().map(|&d| d as f64).collect::<Vec<_>>());
         let a2_dt = a2.op_norm(opts.iters, seed);
         let dt_mean = dt.iter().map(|&d| d as f64).sum::<f64>() / dt.len().max(1) as f64;
@@ -436,7 +613,14 @@ pub fn analyse(bytes: &[u8], label: &str, test: &Dataset, opts: &StabilityOption
         b.measured_mean = sums[j] / n as f64;
         b.measured_max = maxs[j];
     }
-    Ok(Stability { label: label.into(), blocks, stem_op, input_measured: (in_sum / n as f64, in_max), images: n, eps: opts.eps })
+    Ok(Stability {
+        label: label.into(),
+        blocks,
+        stem_op,
+        input_measured: (in_sum / n as f64, in_max),
+        images: n,
+        eps: opts.eps,
+    })
 }
 
 /// One row per block.
@@ -506,16 +690,25 @@ pub fn summary(s: &Stability) -> String {
 }
 
 /// The whole command: table and summary on the terminal, CSV to `csv`.
-pub fn command(path: &Path, cfg: &crate::config::TrainConfig, opts: &StabilityOptions, csv: &Path) -> Result<Stability> {
+pub fn command(
+    path: &Path,
+    cfg: &crate::config::TrainConfig,
+    opts: &StabilityOptions,
+    csv: &Path,
+) -> Result<Stability> {
     let bytes = crate::tools::read_model(path)?;
     let m = Model::parse(&bytes).map_err(|e| anyhow!("{e}"))?;
     if m.kind() != ModelKind::Checkpoint {
-        bail!("{} is a folded (exported) model: the stability analysis needs the training checkpoint", path.display());
+        bail!(
+            "{} is a folded (exported) model: the stability analysis needs the training checkpoint",
+            path.display()
+        );
     }
     let label = super::checkpoint_label(path, m.arch());
     let test = crate::data::load_split(&cfg.dataset_spec()?, crate::data::Split::Test)?;
     crate::train::check_fits(m.arch(), &test, &format!("checkpoint {}", path.display()))?;
-    let s = analyse(&bytes, &label, &test, opts).with_context(|| format!("stability of {}", path.display()))?;
+    let s = analyse(&bytes, &label, &test, opts)
+        .with_context(|| format!("stability of {}", path.display()))?;
     let t = table(&s);
     print!("{}", t.render());
     println!("{}", summary(&s));

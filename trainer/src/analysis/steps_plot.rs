@@ -7,7 +7,10 @@ use std::path::Path;
 
 /// `(label, [(stage, block, Δt vector)])` per checkpoint, as [`crate::tools::block_steps`]
 /// returns them, drawn to `path`. Blocks are numbered 1.. through the whole network.
-pub fn plot(checkpoints: &[(String, Vec<(usize, usize, Vec<f32>)>)], path: &Path) -> Result<()> {
+/// One checkpoint's label and its blocks' `(stage, block, Δt vector)`.
+pub type LabelledSteps = (String, Vec<(usize, usize, Vec<f32>)>);
+
+pub fn plot(checkpoints: &[LabelledSteps], path: &Path) -> Result<()> {
     let series = checkpoints
         .iter()
         .map(|(label, steps)| {
@@ -21,7 +24,11 @@ pub fn plot(checkpoints: &[(String, Vec<(usize, usize, Vec<f32>)>)], path: &Path
                 points.push((x, mean));
                 band.push((x, lo, hi));
             }
-            Series { label: label.clone(), points, band: Some(band) }
+            Series {
+                label: label.clone(),
+                points,
+                band: Some(band),
+            }
         })
         .collect();
     let panel = Panel {

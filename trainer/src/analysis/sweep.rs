@@ -32,39 +32,76 @@ pub struct SweepRow {
 /// Last row of a run's `metrics.csv`: `(epoch, train_loss, test_loss, test_err)`.
 pub fn last_metrics(run_dir: &Path) -> Result<(usize, f64, f64, f64)> {
     let p = run_dir.join(train::METRICS);
-    let text = std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
-    let line = text.lines().skip(1).filter(|l| !l.trim().is_empty()).last().with_context(|| format!("{} has no epoch yet", p.display()))?;
+    let text =
+        std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
+    let line = text
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .last()
+        .with_context(|| format!("{} has no epoch yet", p.display()))?;
     let f: Vec<&str> = line.split(',').collect();
     if f.len() < 5 {
         bail!("{}: malformed row {line:?}", p.display());
     }
-    let num = |i: usize| f[i].trim().parse::<f64>().with_context(|| format!("{}: malformed row {line:?}", p.display()));
+    let num = |i: usize| {
+        f[i].trim()
+            .parse::<f64>()
+            .with_context(|| format!("{}: malformed row {line:?}", p.display()))
+    };
     Ok((num(0)? as usize, num(1)?, num(3)?, num(4)?))
 }
 
 /// Train every (mode, depth) of the sweep with `base`'s other settings.
-pub fn sweep(gpu: &Gpu, base: &TrainConfig, depths: &[usize], modes: &[String], out: &Path, quiet: bool) -> Result<Vec<SweepRow>> {
+pub fn sweep(
+    gpu: &Gpu,
+    base: &TrainConfig,
+    depths: &[usize],
+    modes: &[String],
+    out: &Path,
+    quiet: bool,
+) -> Result<Vec<SweepRow>> {
     if depths.is_empty() || modes.is_empty() {
         bail!("the sweep needs at least one depth (--depths) and one step mode (--modes)");
     }
     let mut rows = Vec::new();
     for mode in modes {
         for &depth in depths {
-            let cfg = TrainConfig { depth, steps: mode.clone(), ..base.clone() };
-            cfg.validate().with_context(|| format!("depth {depth}, steps {mode}"))?;
+            let cfg = TrainConfig {
+                depth,
+                steps: mode.clone(),
+                ..base.clone()
+            };
+            cfg.validate()
+                .with_context(|| format!("depth {depth}, steps {mode}"))?;
             let run_dir = out.join(format!("{}-d{depth}", mode.replace(':', "-")));
-            let resume = run_dir.join(train::CHECKPOINT).exists() && run_dir.join(train::CONFIG).exists();
+            let resume =
+                run_dir.join(train::CHECKPOINT).exists() && run_dir.join(train::CONFIG).exists();
             if resume {
                 let old = train::load_run_config(&run_dir)?;
-                if (TrainConfig { epochs: cfg.epochs, workers: cfg.workers, ..old }) != cfg {
-                    bail!("{} holds a run with other settings: remove it or choose another --out", run_dir.display());
+                if (TrainConfig {
+                    epochs: cfg.epochs,
+                    workers: cfg.workers,
+                    ..old
+                }) != cfg
+                {
+                    bail!(
+                        "{} holds a run with other settings: remove it or choose another --out",
+                        run_dir.display()
+                    );
                 }
             }
             if !quiet {
                 println!("== {mode} ResNet-{depth} -> {}", run_dir.display());
             }
             let t0 = Instant::now();
-            let run = TrainRun { gpu, run_dir: run_dir.clone(), resume, quiet, stop_after: None };
+            let run = TrainRun {
+                gpu,
+                run_dir: run_dir.clone(),
+                resume,
+                quiet,
+                stop_after: None,
+            };
             if resume {
                 // A finished run's config may have fewer epochs than asked: extend it.
                 let mut c = train::load_run_config(&run_dir)?;
@@ -130,28 +167,50 @@ pub fn plot(rows: &[SweepRow], title: &str, path: &Path) -> Result<()> {
     let series = modes
         .iter()
         .map(|m| {
-            let mut pts: Vec<(f64, f64)> = rows.iter().filter(|r| r.steps == *m).map(|r| (r.depth as f64, 100.0 * r.test_acc)).collect();
+            let mut pts: Vec<(f64, f64)> = rows
+                .iter()
+                .filter(|r| r.steps == *m)
+                .map(|r| (r.depth as f64, 100.0 * r.test_acc))
+                .collect();
             pts.sort_by(|a, b| a.0.total_cmp(&b.0));
             let label = match *m {
                 "fixed:1" => "ResNet (fixed:1)".to_string(),
                 "lstm" => "TSC-ResNet (lstm)".to_string(),
                 o => o.to_string(),
             };
-            Series { label, points: pts, band: None }
+            Series {
+                label,
+                points: pts,
+                band: None,
+            }
         })
         .collect();
-    let p = Panel { title: title.into(), x_label: "depth (layers)".into(), y_label: "test accuracy (%)".into(), series };
+    let p = Panel {
+        title: title.into(),
+        x_label: "depth (layers)".into(),
+        y_label: "test accuracy (%)".into(),
+        series,
+    };
     plot::write_png(path, &[p], 820, 520)
 }
 
 /// The whole command: train, print the table, write `sweep.csv` and `sweep.png` into `out`.
-pub fn command(gpu: &Gpu, base: &TrainConfig, depths: &[usize], modes: &[String], out: &Path) -> Result<Vec<SweepRow>> {
+pub fn command(
+    gpu: &Gpu,
+    base: &TrainConfig,
+    depths: &[usize],
+    modes: &[String],
+    out: &Path,
+) -> Result<Vec<SweepRow>> {
     let rows = sweep(gpu, base, depths, modes, out, false)?;
     let t = table(&rows);
     print!("{}", t.render());
     let (csv, png) = (out.join("sweep.csv"), out.join("sweep.png"));
     t.write_csv(&csv)?;
-    let title = format!("{}: test accuracy vs depth ({} epochs, width {})", base.dataset, base.epochs, base.width);
+    let title = format!(
+        "{}: test accuracy vs depth ({} epochs, width {})",
+        base.dataset, base.epochs, base.width
+    );
     plot(&rows, &title, &png)?;
     println!("wrote {} and {}", csv.display(), png.display());
     Ok(rows)

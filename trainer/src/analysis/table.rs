@@ -15,12 +15,20 @@ pub struct Column {
 
 /// A column of text or integers (`decimals` unused).
 pub fn col(title: &str, csv: &str) -> Column {
-    Column { title: title.into(), csv: csv.into(), decimals: 0 }
+    Column {
+        title: title.into(),
+        csv: csv.into(),
+        decimals: 0,
+    }
 }
 
 /// A column of floats shown with `decimals` places.
 pub fn num(title: &str, csv: &str, decimals: usize) -> Column {
-    Column { title: title.into(), csv: csv.into(), decimals }
+    Column {
+        title: title.into(),
+        csv: csv.into(),
+        decimals,
+    }
 }
 
 /// One value.
@@ -79,7 +87,10 @@ fn csv_field(s: &str) -> String {
 
 impl Table {
     pub fn new(columns: Vec<Column>) -> Table {
-        Table { columns, rows: Vec::new() }
+        Table {
+            columns,
+            rows: Vec::new(),
+        }
     }
 
     pub fn push(&mut self, row: Vec<Cell>) {
@@ -105,10 +116,17 @@ impl Table {
             .collect();
         let width = |i: usize| {
             let t = self.columns[i].title.chars().count();
-            cells.iter().map(|r| r[i].chars().count()).fold(t, usize::max)
+            cells
+                .iter()
+                .map(|r| r[i].chars().count())
+                .fold(t, usize::max)
         };
         let widths: Vec<usize> = (0..self.columns.len()).map(width).collect();
-        let left = |i: usize| self.rows.first().is_some_and(|r| matches!(r[i], Cell::Text(_)));
+        let left = |i: usize| {
+            self.rows
+                .first()
+                .is_some_and(|r| matches!(r[i], Cell::Text(_)))
+        };
         let line = |vals: &[String]| {
             let parts: Vec<String> = vals
                 .iter()
@@ -124,7 +142,13 @@ impl Table {
                 .collect();
             parts.join("  ").trim_end().to_string()
         };
-        let mut out = line(&self.columns.iter().map(|c| c.title.clone()).collect::<Vec<_>>());
+        let mut out = line(
+            &self
+                .columns
+                .iter()
+                .map(|c| c.title.clone())
+                .collect::<Vec<_>>(),
+        );
         out.push('\n');
         for r in &cells {
             out.push_str(&line(r));
@@ -135,7 +159,12 @@ impl Table {
 
     /// The table as CSV: a header of the columns' CSV names, numbers in full precision.
     pub fn csv(&self) -> String {
-        let mut out = self.columns.iter().map(|c| csv_field(&c.csv)).collect::<Vec<_>>().join(",");
+        let mut out = self
+            .columns
+            .iter()
+            .map(|c| csv_field(&c.csv))
+            .collect::<Vec<_>>()
+            .join(",");
         out.push('\n');
         for r in &self.rows {
             let vals: Vec<String> = r

@@ -75,7 +75,7 @@ pub fn list_adapters() -> Vec<AdapterSummary> {
                 driver: format!("{} {}", info.driver, info.driver_info)
                     .trim()
                     .to_string(),
-                max_storage_buffer_binding_size: l.max_storage_buffer_binding_size as u64,
+                max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
                 max_buffer_size: l.max_buffer_size,
                 max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
                 max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,

@@ -45,7 +45,7 @@ fn dims(x: &Tensor, w: &Tensor) -> Result<(usize, usize, usize)> {
     );
     let (fout, fin) = (w.shape[0], w.shape[1]);
     ensure!(
-        fin > 0 && x.len() % fin == 0,
+        fin > 0 && x.len().is_multiple_of(fin),
         "linear: x {:?} is not [N][{fin}]",
         x.shape
     );

@@ -44,7 +44,7 @@ pub fn softmax_ce(
 ) -> Result<Op> {
     let n = labels.len();
     ensure!(
-        n > 0 && logits.len() % n == 0,
+        n > 0 && logits.len().is_multiple_of(n),
         "softmax_ce: logits {:?} vs {n} labels",
         logits.shape
     );
@@ -54,7 +54,7 @@ pub fn softmax_ce(
         "softmax_ce: dlogits size"
     );
     ensure!(
-        loss.len() >= 1 && correct.len() >= 1,
+        !loss.is_empty() && !correct.is_empty(),
         "softmax_ce: loss/correct need 1 element"
     );
     if let Some(m) = metrics {

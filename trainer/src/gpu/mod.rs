@@ -20,5 +20,5 @@ pub mod reduce;
 
 pub use context::{list_adapters, Gpu};
 pub use kernel::{grid_1d, specialize, Dispatch, Kernel, Recorder, Slot};
-pub use tensor::{BufferPool, Tensor};
 pub use reduce::Op;
+pub use tensor::{BufferPool, Tensor};

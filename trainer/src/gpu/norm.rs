@@ -166,6 +166,7 @@ fn bn_params(s: &BnShape) -> (u32, u32, [u32; 8]) {
 }
 
 /// The `apply` dispatch shared by the training and inference forwards.
+#[allow(clippy::too_many_arguments)]
 fn apply(
     gpu: &Gpu,
     s: &BnShape,

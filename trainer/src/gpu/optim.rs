@@ -39,7 +39,7 @@ pub fn sgd_step(
         grad.len() == n && v.len() == n,
         "sgd_step: w, grad, v lengths differ"
     );
-    ensure!(lr.len() >= 1, "sgd_step: lr needs one element");
+    ensure!(!lr.is_empty(), "sgd_step: lr needs one element");
     let p = params(
         gpu,
         [

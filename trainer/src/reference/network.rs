@@ -18,7 +18,13 @@ fn conv(w: &Weights, name: &str, x: &[f64], s: ConvShape) -> Vec<f64> {
 }
 
 fn bn(w: &Weights, prefix: &str, x: &[f64], c: usize) -> Vec<f64> {
-    bn_train_forward(x, c, &w[&format!("{prefix}.gamma")], &w[&format!("{prefix}.beta")]).y
+    bn_train_forward(
+        x,
+        c,
+        &w[&format!("{prefix}.gamma")],
+        &w[&format!("{prefix}.beta")],
+    )
+    .y
 }
 
 fn relu(v: Vec<f64>) -> Vec<f64> {
@@ -31,7 +37,9 @@ pub fn stage_steps(a: &Arch, w: &Weights, stage: usize) -> Vec<Vec<f64>> {
     let c = st.width;
     match a.step {
         StepMode::Fixed(v) => vec![vec![v as f64; c]; st.blocks],
-        StepMode::Indp => (0..st.blocks).map(|b| w[&format!("s{stage}.b{b}.dt")].clone()).collect(),
+        StepMode::Indp => (0..st.blocks)
+            .map(|b| w[&format!("s{stage}.b{b}.dt")].clone())
+            .collect(),
         StepMode::TwoFc | StepMode::Lstm => {
             let blocks: Vec<ctl::Block> = (0..st.blocks)
                 .map(|b| {
@@ -55,7 +63,12 @@ pub fn stage_steps(a: &Arch, w: &Weights, stage: usize) -> Vec<Vec<f64>> {
             let (mode, ps) = if a.step == StepMode::Lstm {
                 (ctl::Mode::Lstm, vec![params(&format!("s{stage}.ctl"))])
             } else {
-                (ctl::Mode::TwoFc, (0..st.blocks).map(|b| params(&format!("s{stage}.b{b}.ctl"))).collect())
+                (
+                    ctl::Mode::TwoFc,
+                    (0..st.blocks)
+                        .map(|b| params(&format!("s{stage}.b{b}.ctl")))
+                        .collect(),
+                )
             };
             ctl::forward(mode, &blocks, &ps, a.hidden(stage)).dt
         }
@@ -68,29 +81,91 @@ pub fn train_loss(a: &Arch, w: &Weights, images: &[f64], labels: &[u32]) -> f64 
     let n = labels.len();
     let (h, wd, cin) = (a.input.h, a.input.w, a.input.c);
     let w0 = a.stem_width;
-    let s = ConvShape { n, h, w: wd, cin, cout: w0, kh: 3, kw: 3, stride: 1, pad: 1, groups: 1 };
+    let s = ConvShape {
+        n,
+        h,
+        w: wd,
+        cin,
+        cout: w0,
+        kh: 3,
+        kw: 3,
+        stride: 1,
+        pad: 1,
+        groups: 1,
+    };
     let mut x = relu(bn(w, "stem.bn", &conv(w, "stem.conv.w", images, s), w0));
-    for (si, st) in a.stages().iter().enumerate() {
+    for si in 0..a.stages().len() {
         let steps = stage_steps(a, w, si);
-        for b in 0..st.blocks {
+        for (b, dt) in steps.iter().enumerate() {
             let g = a.block_geom(si, b);
             let (hi, wi, ci) = (g.input.h, g.input.w, g.input.c);
             let (ho, wo, c) = (g.output.h, g.output.w, g.output.c);
             let p = format!("s{si}.b{b}");
-            let s1 = ConvShape { n, h: hi, w: wi, cin: ci, cout: c, kh: 3, kw: 3, stride: g.stride, pad: 1, groups: 1 };
-            let s2 = ConvShape { n, h: ho, w: wo, cin: c, cout: c, kh: 3, kw: 3, stride: 1, pad: 1, groups: 1 };
-            let r1 = relu(bn(w, &format!("{p}.bn1"), &conv(w, &format!("{p}.conv1.w"), &x, s1), c));
-            let f = bn(w, &format!("{p}.bn2"), &conv(w, &format!("{p}.conv2.w"), &r1, s2), c);
+            let s1 = ConvShape {
+                n,
+                h: hi,
+                w: wi,
+                cin: ci,
+                cout: c,
+                kh: 3,
+                kw: 3,
+                stride: g.stride,
+                pad: 1,
+                groups: 1,
+            };
+            let s2 = ConvShape {
+                n,
+                h: ho,
+                w: wo,
+                cin: c,
+                cout: c,
+                kh: 3,
+                kw: 3,
+                stride: 1,
+                pad: 1,
+                groups: 1,
+            };
+            let r1 = relu(bn(
+                w,
+                &format!("{p}.bn1"),
+                &conv(w, &format!("{p}.conv1.w"), &x, s1),
+                c,
+            ));
+            let f = bn(
+                w,
+                &format!("{p}.bn2"),
+                &conv(w, &format!("{p}.conv2.w"), &r1, s2),
+                c,
+            );
             let short = if !g.shape_change {
                 x.clone()
             } else if a.shortcut == ShortcutKind::A {
                 shortcut_a_forward(&x, n, hi, wi, ci, c)
             } else {
-                let sp = ConvShape { n, h: hi, w: wi, cin: ci, cout: c, kh: 1, kw: 1, stride: g.stride, pad: 0, groups: 1 };
-                bn(w, &format!("{p}.projbn"), &conv(w, &format!("{p}.proj.w"), &x, sp), c)
+                let sp = ConvShape {
+                    n,
+                    h: hi,
+                    w: wi,
+                    cin: ci,
+                    cout: c,
+                    kh: 1,
+                    kw: 1,
+                    stride: g.stride,
+                    pad: 0,
+                    groups: 1,
+                };
+                bn(
+                    w,
+                    &format!("{p}.projbn"),
+                    &conv(w, &format!("{p}.proj.w"), &x, sp),
+                    c,
+                )
             };
-            let dt = &steps[b];
-            x = f.iter().enumerate().map(|(i, &v)| (short[i] + dt[i % c] * v).max(0.0)).collect();
+            x = f
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| (short[i] + dt[i % c] * v).max(0.0))
+                .collect();
         }
     }
     let last = a.head_input();
