@@ -5,6 +5,7 @@
 //! order, plus optional extra tensors (`opt.*` momentum, `meta.*` training position).
 
 use crate::config::{parse_steps, TrainConfig};
+use crate::gpu::conv::ConvShape;
 use crate::rng::Rng;
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::Path;
@@ -264,4 +265,55 @@ pub fn describe_arch(a: &Arch) -> String {
         a.input.c,
         a.classes
     )
+}
+
+/// The stem convolution at batch `n` (3×3, stride 1, pad 1).
+pub fn stem_conv(a: &Arch, n: usize) -> ConvShape {
+    let (h, w, c) = (a.input.h, a.input.w, a.input.c);
+    ConvShape {
+        n,
+        h,
+        w,
+        cin: c,
+        cout: a.stem_width,
+        kh: 3,
+        kw: 3,
+        stride: 1,
+        pad: 1,
+        groups: 1,
+    }
+}
+
+/// The convolutions of one residual block at batch `n`.
+pub struct BlockConvs {
+    /// 3×3, the block's stride, pad 1.
+    pub conv1: ConvShape,
+    /// 3×3, stride 1, pad 1.
+    pub conv2: ConvShape,
+    /// 1×1 projection with the block's stride: option B blocks that change shape.
+    pub proj: Option<ConvShape>,
+}
+
+/// Shapes of block (stage, block)'s convolutions, one definition for the GPU graph and the
+/// f64 reference.
+pub fn block_convs(a: &Arch, stage: usize, block: usize, n: usize) -> BlockConvs {
+    let g = a.block_geom(stage, block);
+    let (i, o) = (g.input, g.output);
+    let conv = |h, w, cin, k, stride, pad| ConvShape {
+        n,
+        h,
+        w,
+        cin,
+        cout: o.c,
+        kh: k,
+        kw: k,
+        stride,
+        pad,
+        groups: 1,
+    };
+    BlockConvs {
+        conv1: conv(i.h, i.w, i.c, 3, g.stride, 1),
+        conv2: conv(o.h, o.w, o.c, 3, 1, 1),
+        proj: g.has_proj.then(|| conv(i.h, i.w, i.c, 1, g.stride, 0)),
+    }
 }

@@ -22,7 +22,7 @@ use crate::gpu::optim::sgd_step;
 use crate::gpu::pool::{gap_backward, gap_forward};
 use crate::gpu::reduce::Op;
 use crate::gpu::{Dispatch, Gpu, Recorder, Tensor};
-use crate::model::{HostModel, HostTensor};
+use crate::model::{block_convs, stem_conv, HostModel, HostTensor};
 use anyhow::{anyhow, Context, Result};
 use std::collections::HashMap;
 use tsc_core::arch::{Arch, ShortcutKind, StepMode};
@@ -384,18 +384,7 @@ impl Graph {
         };
 
         // Stem.
-        let gs = ConvShape {
-            n: batch,
-            h,
-            w,
-            cin,
-            cout: w0,
-            kh: 3,
-            kw: 3,
-            stride: 1,
-            pad: 1,
-            groups: 1,
-        };
+        let gs = stem_conv(a, batch);
         let stem_c = bd.act(&[batch, h, w, w0]);
         let stem_y = bd.act(&[batch, h, w, w0]);
         bd.push(op(conv_forward(
@@ -423,33 +412,10 @@ impl Graph {
             stage_fwd_at.push(bd.ops.len());
             for b in 0..st.blocks {
                 let geo = a.block_geom(s, b);
-                let (hi, wi, ci) = (geo.input.h, geo.input.w, geo.input.c);
                 let (ho, wo, c) = (geo.output.h, geo.output.w, geo.output.c);
                 let p = format!("s{s}.b{b}");
-                let g1 = ConvShape {
-                    n: batch,
-                    h: hi,
-                    w: wi,
-                    cin: ci,
-                    cout: c,
-                    kh: 3,
-                    kw: 3,
-                    stride: geo.stride,
-                    pad: 1,
-                    groups: 1,
-                };
-                let g2 = ConvShape {
-                    n: batch,
-                    h: ho,
-                    w: wo,
-                    cin: c,
-                    cout: c,
-                    kh: 3,
-                    kw: 3,
-                    stride: 1,
-                    pad: 1,
-                    groups: 1,
-                };
+                let cv = block_convs(a, s, b, batch);
+                let (g1, g2) = (cv.conv1, cv.conv2);
                 let bs = BnShape::nhwc(batch, ho, wo, c);
                 let c1 = bd.act(&[batch, ho, wo, c]);
                 let r1 = bd.act(&[batch, ho, wo, c]);
@@ -481,18 +447,7 @@ impl Graph {
                     short_a = Some(t.clone());
                     t
                 } else {
-                    let g = ConvShape {
-                        n: batch,
-                        h: hi,
-                        w: wi,
-                        cin: ci,
-                        cout: c,
-                        kh: 1,
-                        kw: 1,
-                        stride: geo.stride,
-                        pad: 0,
-                        groups: 1,
-                    };
+                    let g = cv.proj.expect("option B with a shape change");
                     let pc = bd.act(&[batch, ho, wo, c]);
                     let pb = bd.act(&[batch, ho, wo, c]);
                     bd.push(op(conv_forward(

@@ -7,6 +7,7 @@ use super::controller as ctl;
 use super::conv::conv2d_forward;
 use super::ops::{bn_train_forward, gap_forward, linear_forward, shortcut_a_forward, softmax_ce};
 use crate::gpu::conv::ConvShape;
+use crate::model::{block_convs, stem_conv};
 use std::collections::HashMap;
 use tsc_core::arch::{Arch, ShortcutKind, StepMode};
 
@@ -79,52 +80,18 @@ pub fn stage_steps(a: &Arch, w: &Weights, stage: usize) -> Vec<Vec<f64>> {
 /// normalised) with `labels`.
 pub fn train_loss(a: &Arch, w: &Weights, images: &[f64], labels: &[u32]) -> f64 {
     let n = labels.len();
-    let (h, wd, cin) = (a.input.h, a.input.w, a.input.c);
     let w0 = a.stem_width;
-    let s = ConvShape {
-        n,
-        h,
-        w: wd,
-        cin,
-        cout: w0,
-        kh: 3,
-        kw: 3,
-        stride: 1,
-        pad: 1,
-        groups: 1,
-    };
+    let s = stem_conv(a, n);
     let mut x = relu(bn(w, "stem.bn", &conv(w, "stem.conv.w", images, s), w0));
     for si in 0..a.stages().len() {
         let steps = stage_steps(a, w, si);
         for (b, dt) in steps.iter().enumerate() {
             let g = a.block_geom(si, b);
             let (hi, wi, ci) = (g.input.h, g.input.w, g.input.c);
-            let (ho, wo, c) = (g.output.h, g.output.w, g.output.c);
+            let c = g.output.c;
             let p = format!("s{si}.b{b}");
-            let s1 = ConvShape {
-                n,
-                h: hi,
-                w: wi,
-                cin: ci,
-                cout: c,
-                kh: 3,
-                kw: 3,
-                stride: g.stride,
-                pad: 1,
-                groups: 1,
-            };
-            let s2 = ConvShape {
-                n,
-                h: ho,
-                w: wo,
-                cin: c,
-                cout: c,
-                kh: 3,
-                kw: 3,
-                stride: 1,
-                pad: 1,
-                groups: 1,
-            };
+            let cv = block_convs(a, si, b, n);
+            let (s1, s2) = (cv.conv1, cv.conv2);
             let r1 = relu(bn(
                 w,
                 &format!("{p}.bn1"),
@@ -142,18 +109,7 @@ pub fn train_loss(a: &Arch, w: &Weights, images: &[f64], labels: &[u32]) -> f64 
             } else if a.shortcut == ShortcutKind::A {
                 shortcut_a_forward(&x, n, hi, wi, ci, c)
             } else {
-                let sp = ConvShape {
-                    n,
-                    h: hi,
-                    w: wi,
-                    cin: ci,
-                    cout: c,
-                    kh: 1,
-                    kw: 1,
-                    stride: g.stride,
-                    pad: 0,
-                    groups: 1,
-                };
+                let sp = cv.proj.expect("option B with a shape change");
                 bn(
                     w,
                     &format!("{p}.projbn"),
