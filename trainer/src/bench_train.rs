@@ -13,14 +13,16 @@ use tsc_core::arch::Shape3;
 /// Options of `trainer bench train`.
 #[derive(clap::Args, Debug)]
 pub struct TrainBenchArgs {
+    /// ResNet depth (6n+2).
     #[arg(long, default_value_t = 20)]
     pub depth: usize,
+    /// Images per step.
     #[arg(long, default_value_t = 128)]
     pub batch: usize,
     /// Step modes to compare (the first is the baseline of the ratio).
     #[arg(long, value_delimiter = ',', default_value = "fixed:1,lstm")]
     pub steps: Vec<String>,
-    /// Timed steps per mode (after one warm-up step).
+    /// Timed rounds (one step per mode each, after two warm-up steps).
     #[arg(long, default_value_t = 5)]
     pub reps: usize,
     /// Also time evaluation forwards.

@@ -130,16 +130,19 @@ struct TrainArgs {
     /// Controller reduction r (hidden size C/r; 4 for basic blocks).
     #[arg(long)]
     reduction: Option<usize>,
+    /// Number of epochs (default 10).
     #[arg(long)]
     epochs: Option<usize>,
+    /// Images per training step (default 128).
     #[arg(long)]
     batch: Option<usize>,
-    /// Initial learning rate.
+    /// Initial learning rate (default 0.1).
     #[arg(long)]
     lr: Option<f32>,
-    /// Nesterov momentum.
+    /// Nesterov momentum (default 0.9).
     #[arg(long)]
     momentum: Option<f32>,
+    /// L2 weight decay on every parameter, the controller's included (default 1e-4).
     #[arg(long)]
     weight_decay: Option<f32>,
     /// step (÷10 at each milestone) | cosine.
@@ -151,6 +154,7 @@ struct TrainArgs {
     /// auto (on for CIFAR and folders) | on | off.
     #[arg(long)]
     augment: Option<String>,
+    /// Seed of initialisation, shuffling and augmentation (default 0).
     #[arg(long)]
     seed: Option<u64>,
     /// Stop each epoch after this many steps (smoke tests).
@@ -221,8 +225,10 @@ struct NoiseEvalArgs {
     /// Dataset flags as for `eval`; default: the config.toml beside the first checkpoint.
     #[arg(long)]
     dataset: Option<String>,
+    /// Dataset location, as for `train`.
     #[arg(long)]
     data: Option<String>,
+    /// Images per GPU evaluation step.
     #[arg(long)]
     batch: Option<usize>,
     /// Seed of the noise (the same noise for every checkpoint and level).
@@ -254,6 +260,7 @@ struct StabilityArgs {
     /// Dataset flags as for `eval`; default: the config.toml beside the checkpoint.
     #[arg(long)]
     dataset: Option<String>,
+    /// Dataset location, as for `train`.
     #[arg(long)]
     data: Option<String>,
     /// CSV output.
@@ -278,12 +285,14 @@ struct SweepArgs {
 struct EvalArgs {
     /// Checkpoint or exported model.
     model: PathBuf,
-    /// Dataset flags as for `train`; default: the run's config.toml beside a checkpoint,
-    /// else digits.
+    /// Dataset kind as for `train`; default: the run's config.toml beside the model, else
+    /// digits. The test split is evaluated.
     #[arg(long)]
     dataset: Option<String>,
+    /// Dataset location, as for `train`.
     #[arg(long)]
     data: Option<String>,
+    /// Images per GPU evaluation step.
     #[arg(long)]
     batch: Option<usize>,
     /// Run on the CPU through core even for a checkpoint.
