@@ -28,6 +28,9 @@ pub struct TrainBenchArgs {
     /// Also time evaluation forwards.
     #[arg(long)]
     pub eval: bool,
+    /// Also time each kernel of the first mode's step on its own and print where the time goes.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -81,6 +84,27 @@ pub fn run(gpu: &Gpu, a: &TrainBenchArgs) -> Result<()> {
                 t.push(t0.elapsed().as_secs_f64());
             }
         }
+    }
+    if a.profile {
+        let (name, m, graphs, _) = &runs[0];
+        let p = graphs[0].profile(gpu, m)?;
+        let total: f64 = p.iter().map(|e| e.1).sum();
+        println!(
+            "where a {name} training step goes (each op submitted alone: {:.0} ms in all)",
+            1e3 * total
+        );
+        println!(
+            "{:<64} {:>6} {:>10} {:>7}",
+            "kernel", "calls", "ms", "share"
+        );
+        for (k, t, n) in &p {
+            println!(
+                "{k:<64} {n:>6} {:>10.1} {:>6.1}%",
+                1e3 * t,
+                100.0 * t / total
+            );
+        }
+        println!();
     }
     println!(
         "{:<12} {:>10} {:>10} {:>8} {:>12}",

@@ -260,6 +260,46 @@ impl GpuModel {
     }
 }
 
+/// One schedulable piece of a program.
+enum Unit<'a> {
+    CtlForward(&'a StageController),
+    CtlBackward(&'a StageController),
+    Op(&'a Op),
+}
+
+impl Unit<'_> {
+    fn record(&self, rec: &mut Recorder) {
+        match self {
+            Unit::CtlForward(c) => c.record_forward(rec),
+            Unit::CtlBackward(c) => c.record_backward(rec),
+            Unit::Op(o) => o.record(rec),
+        }
+    }
+
+    /// The op's kernels, e.g. `conv_wtrans+conv_bwd_data` (variant suffixes such as tile
+    /// shapes dropped).
+    fn name(&self) -> String {
+        match self {
+            Unit::CtlForward(_) => "controller forward".into(),
+            Unit::CtlBackward(_) => "controller backward".into(),
+            Unit::Op(o) => {
+                let mut names: Vec<String> = Vec::new();
+                for d in &o.dispatches {
+                    let n = &d.kernel.name;
+                    let n = n
+                        .rsplit_once('/')
+                        .map_or(n.as_str(), |(head, _)| head)
+                        .to_string();
+                    if !names.contains(&n) {
+                        names.push(n);
+                    }
+                }
+                names.join("+")
+            }
+        }
+    }
+}
+
 /// Training or evaluation program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -715,34 +755,56 @@ impl Graph {
     }
 
     fn record_upto(&self, m: &GpuModel, rec: &mut Recorder, end: usize) {
+        self.walk(m, end, |u| u.record(rec));
+    }
+
+    /// The program's units in execution order: each stage's controller forward before the
+    /// stage's first op, its backward right after the stage's backward, and the ops.
+    fn walk<'s>(&'s self, m: &'s GpuModel, end: usize, mut f: impl FnMut(Unit<'s>)) {
         for (i, o) in self.ops[..end].iter().enumerate() {
             if let Some(s) = self.stage_fwd_at.iter().position(|&at| at == i) {
                 if let Some(c) = m.controllers.get(s) {
-                    c.record_forward(rec);
+                    f(Unit::CtlForward(c));
                 }
             }
             if self.mode == Mode::Train {
                 for (s, &at) in self.stage_bwd_at.iter().enumerate() {
                     if at == i {
                         if let Some(c) = m.controllers.get(s) {
-                            c.record_backward(rec);
+                            f(Unit::CtlBackward(c));
                         }
                     }
                 }
             }
-            o.record(rec);
+            f(Unit::Op(o));
         }
-        // A stage whose backward ends the program (none today: the stem follows) still needs
-        // its controller's backward.
-        if self.mode == Mode::Train {
-            for (s, &at) in self.stage_bwd_at.iter().enumerate() {
-                if at == end && end == self.ops.len() {
-                    if let Some(c) = m.controllers.get(s) {
-                        c.record_backward(rec);
-                    }
+    }
+
+    /// Time every unit of the program on its own (submit, wait) and sum the seconds per
+    /// kernel name: where a step's time goes. Slower than `run` (no overlap), so use it for
+    /// shares, not totals.
+    pub fn profile(&self, gpu: &Gpu, m: &GpuModel) -> Result<Vec<(String, f64, usize)>> {
+        let mut units = Vec::new();
+        self.walk(m, self.ops.len(), |u| units.push(u));
+        let mut acc: Vec<(String, f64, usize)> = Vec::new();
+        for u in units {
+            let name = u.name();
+            let t0 = std::time::Instant::now();
+            let mut rec = gpu.recorder();
+            u.record(&mut rec);
+            rec.submit();
+            gpu.wait()?;
+            let dt = t0.elapsed().as_secs_f64();
+            match acc.iter_mut().find(|e| e.0 == name) {
+                Some(e) => {
+                    e.1 += dt;
+                    e.2 += 1;
                 }
+                None => acc.push((name, dt, 1)),
             }
         }
+        acc.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Ok(acc)
     }
 
     /// Upload one batch (normalised NHWC images, labels).
