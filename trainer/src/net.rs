@@ -100,15 +100,15 @@ impl GpuModel {
             StepMode::Indp => StepSource::Indp,
             StepMode::TwoFc | StepMode::Lstm => StepSource::Controller,
         };
-        for (s, st) in arch.stages().iter().enumerate() {
-            for b in 0..st.blocks {
+        // One Δt and one dL/dΔt per block (indp reads its parameter instead, see `dt_of`).
+        for st in arch.stages() {
+            for _ in 0..st.blocks {
                 let c = st.width;
                 dt.push(match arch.step {
                     StepMode::Fixed(v) => gpu.upload(&vec![v; c], &[c]),
                     _ => gpu.zeros(&[c]),
                 });
                 ddt.push(gpu.zeros(&[c]));
-                let _ = (s, b);
             }
         }
         let mut m = GpuModel {
