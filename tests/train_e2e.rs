@@ -131,3 +131,54 @@ fn controller_parameters_follow_table_1() {
         assert_eq!(counted, formula);
     }
 }
+
+#[test]
+fn export_and_predict_image_files() {
+    // Train briefly, export, write held-out digits as 8-bit PNG files, and check that
+    // `predict`'s path (image files -> core on the CPU) classifies them as core does on the
+    // dataset's own pixels.
+    let gpu = Gpu::new(None).unwrap();
+    let dir = scratch_dir("predict");
+    let mut cfg = tiny_digits("lstm");
+    cfg.epochs = 1;
+    train_into(&gpu, &cfg, &dir, false, None);
+    let model = dir.join("model.tscm");
+    tsc_trainer::tools::export(&dir.join("checkpoint.tscm"), &model).unwrap();
+    let bytes = std::fs::read(&model).unwrap();
+    let m = tsc_core::Model::parse(&bytes).unwrap();
+    assert_eq!(m.kind(), tsc_core::ModelKind::Folded);
+
+    let (_, test) = tsc_trainer::data::load(&cfg.dataset_spec().unwrap()).unwrap();
+    let mut paths = Vec::new();
+    let mut expected = Vec::new();
+    let mut scratch = vec![0.0f32; m.scratch_len()];
+    let mut logits = vec![0.0f32; 10];
+    for i in 0..12 {
+        // Digits pixels are 0..16; the PNG holds them scaled to 0..255 (rounded).
+        let px: Vec<u8> = test
+            .image(i)
+            .iter()
+            .map(|&v| ((v as f32 * 255.0 / 16.0).round()) as u8)
+            .collect();
+        let p = dir.join(format!("digit{i}.png"));
+        image::GrayImage::from_raw(8, 8, px.clone())
+            .unwrap()
+            .save(&p)
+            .unwrap();
+        paths.push(p);
+        let x: Vec<f32> = px.iter().map(|&v| v as f32 / 255.0).collect();
+        tsc_core::infer(&m, &x, &mut scratch, &mut logits).unwrap();
+        expected.push(tsc_core::layers::argmax(&logits).unwrap());
+    }
+    let got = tsc_trainer::tools::classify(&bytes, &paths).unwrap();
+    let classes: Vec<usize> = got.iter().map(|g| g.0).collect();
+    assert_eq!(classes, expected);
+    assert!(got.iter().all(|g| g.1 > 0.0 && g.1 <= 1.0));
+
+    std::fs::write(dir.join("broken.png"), b"\x89PNG not really").unwrap();
+    let err = format!(
+        "{:#}",
+        tsc_trainer::tools::classify(&bytes, &[dir.join("broken.png")]).unwrap_err()
+    );
+    assert!(err.contains("broken.png"), "{err}");
+}

@@ -53,6 +53,26 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
     e.into_iter().map(|v| v / s).collect()
 }
 
+/// Classify image files with core on the CPU: `(class, probability)` per file. Images are
+/// resized and center-cropped to the model's input like an image-folder dataset.
+pub fn classify(model_bytes: &[u8], images: &[std::path::PathBuf]) -> Result<Vec<(usize, f32)>> {
+    let m = Model::parse(model_bytes).map_err(|e| anyhow!("{e}"))?;
+    let a = *m.arch();
+    let mut scratch = vec![0.0f32; m.scratch_len()];
+    let mut logits = vec![0.0f32; a.classes];
+    let mut out = Vec::with_capacity(images.len());
+    for path in images {
+        let pixels = crate::data::folder::load_image(path, (a.input.h, a.input.w), a.input.c)
+            .with_context(|| format!("cannot use image {}", path.display()))?;
+        let input: Vec<f32> = pixels.iter().map(|&v| v as f32 / 255.0).collect();
+        tsc_core::infer(&m, &input, &mut scratch, &mut logits)
+            .map_err(|e| anyhow!("inference failed on {}: {e:?}", path.display()))?;
+        let best = tsc_core::layers::argmax(&logits).unwrap_or(0);
+        out.push((best, softmax(&logits)[best]));
+    }
+    Ok(out)
+}
+
 /// `trainer predict MODEL IMAGE...`: classify image files with core on the CPU.
 pub fn predict(model_path: &Path, images: &[std::path::PathBuf]) -> Result<()> {
     if images.is_empty() {
@@ -60,23 +80,13 @@ pub fn predict(model_path: &Path, images: &[std::path::PathBuf]) -> Result<()> {
     }
     let bytes = read_model(model_path)?;
     let m = parse(&bytes);
-    let a = *m.arch();
-    let mut scratch = vec![0.0f32; m.scratch_len()];
-    let mut logits = vec![0.0f32; a.classes];
-    for path in images {
-        let pixels = crate::data::folder::load_image(path, (a.input.h, a.input.w), a.input.c)
-            .with_context(|| format!("cannot use image {}", path.display()))?;
-        let input: Vec<f32> = pixels.iter().map(|&v| v as f32 / 255.0).collect();
-        tsc_core::infer(&m, &input, &mut scratch, &mut logits)
-            .map_err(|e| anyhow!("inference failed: {e:?}"))?;
-        let p = softmax(&logits);
-        let best = tsc_core::layers::argmax(&logits).unwrap_or(0);
+    for (path, (class, p)) in images.iter().zip(classify(&bytes, images)?) {
         let name = m
-            .class_name(best)
+            .class_name(class)
             .filter(|s| !s.is_empty())
             .map(str::to_string)
-            .unwrap_or(best.to_string());
-        println!("{}: {} ({:.1}%)", path.display(), name, 100.0 * p[best]);
+            .unwrap_or(class.to_string());
+        println!("{}: {} ({:.1}%)", path.display(), name, 100.0 * p);
     }
     Ok(())
 }
