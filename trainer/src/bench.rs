@@ -24,6 +24,9 @@ pub struct KernelArgs {
     /// Use this tile (`TMxTN` or `TMxTN/wgWG`) for every conv kernel instead of the adapter's.
     #[arg(long)]
     pub tile: Option<String>,
+    /// Only the ResNet-20 shapes whose name contains this (e.g. `stem`, `@8`).
+    #[arg(long)]
+    pub only: Option<String>,
     /// Size of the square matrix multiply timed as the ceiling (0: skip).
     #[arg(long, default_value_t = 1024)]
     pub gemm: usize,
@@ -212,6 +215,13 @@ pub fn kernels(gpu: &Gpu, args: &KernelArgs) -> Result<()> {
     let (mut total_s, mut total_cpu, mut total_flop) = (0.0f64, 0.0f64, 0.0f64);
     let mut per_kind = [0.0f64; 3];
     for (name, s, mult) in resnet20_convs(args.batch) {
+        if args
+            .only
+            .as_ref()
+            .is_some_and(|o| !name.contains(o.as_str()))
+        {
+            continue;
+        }
         let x = gpu.zeros(&s.x_shape());
         let w = gpu.zeros(&s.w_shape());
         let y = gpu.zeros(&s.y_shape());

@@ -4,7 +4,7 @@
 
 use tsc_trainer::gpu::conv::{
     conv_backward_data_with, conv_backward_weights_with, conv_forward_with, default_tile_for,
-    ConvShape, Pass, Tile,
+    row_kernel, ConvShape, Pass, Tile,
 };
 use tsc_trainer::gpu::gemm::{default_gemm_tile, gemm_with};
 use tsc_trainer::gpu::tune::candidates_for;
@@ -69,7 +69,8 @@ fn up(gpu: &Gpu, v: &[f64], shape: &[usize]) -> Tensor {
 }
 
 /// Awkward shapes: odd channel counts (scalar and vec4 paths), spatial 7 and 9, batch 1 and 3,
-/// k 1 and 3 (and a 1×3), stride 1 and 2, pad 0 and 1, groups 1 and 2.
+/// k 1 and 3 (and a 1×3), stride 1 and 2, pad 0 and 1, groups 1 and 2; the shapes the row
+/// kernels take (`row_kernel`).
 fn shapes() -> Vec<ConvShape> {
     let c = |n, h, w, cin, cout, kh, kw, stride, pad, groups| ConvShape {
         n,
@@ -92,6 +93,12 @@ fn shapes() -> Vec<ConvShape> {
         c(2, 8, 8, 16, 32, 3, 3, 2, 1, 1),
         c(1, 7, 9, 5, 3, 1, 3, 1, 1, 1),
         c(3, 9, 9, 16, 16, 3, 3, 1, 1, 1),
+        // row kernels (few input channels, stride 1): the stem, partial row segments with
+        // pad 0, one input channel, pad 2 with a partial output-channel tile
+        c(2, 8, 8, 3, 16, 3, 3, 1, 1, 1),
+        c(1, 6, 12, 3, 8, 3, 3, 1, 0, 1),
+        c(2, 5, 4, 1, 4, 3, 3, 1, 1, 1),
+        c(1, 5, 6, 2, 12, 3, 3, 1, 2, 1),
     ]
 }
 
@@ -120,7 +127,7 @@ fn cases() -> Vec<(ConvShape, bool)> {
     shapes()
         .into_iter()
         .enumerate()
-        .map(|(i, s)| (s, i == 0 || i == 7))
+        .map(|(i, s)| (s, i == 0 || i >= 7))
         .collect()
 }
 
@@ -358,6 +365,9 @@ fn every_shader_variant_compiles() {
             .unwrap();
         }
     }
+    // the stem and the row-kernel test shapes go to the row kernels
+    assert!(row_kernel(&ConvShape::square(128, 32, 3, 16, 3, 1, 1)));
+    assert_eq!(shapes().iter().filter(|s| row_kernel(s)).count(), 4);
     let bad = ConvShape::square(1, 4, 6, 4, 3, 1, 1);
     let bad = ConvShape { groups: 4, ..bad };
     assert!(bad.validate().is_err(), "groups must divide Cin");

@@ -46,8 +46,16 @@
 //! - backward-to-weights: per pixel, `tn/4` vec4 gathers of x and `tm/4` of dy for `tm·tn`
 //!   FMAs (twice the gathers per FMA of the forward), plus the chunk reduction (reads
 //!   `nchunks`·|W| floats).
-//! - the RGB stem (3 input channels) takes the scalar path: 3 channels per tap leave the per-tap
-//!   address arithmetic and loop overhead unamortised (2–5 GFLOP/s; ~2% of a ResNet-20 step).
+//! - the RGB stem (3 input channels, stride 1; `row_kernel`) has its own forward and
+//!   backward-to-weights (`conv_fwd_row.wgsl`, `conv_bwd_weights_row.wgsl`): per kernel row, the
+//!   input pixels a segment of one output row touches are one contiguous NHWC run, loaded once
+//!   as vec4s and reused by every horizontal tap; weights (forward, re-laid out
+//!   `[kh][kw][Cin][Cout]`) and dy (dW) are vec4 along output channels. Forward ~12 idle
+//!   GFLOP/s (was 4–6): per kernel row, 36 workgroup-uniform weight vec4 loads and ~15 x gathers
+//!   feed 576 vec4 FMAs on a 16×16 tile that spills (16-pixel and 32-pixel rows measure
+//!   alike). dW 10–20 idle GFLOP/s (was ~5): per pixel 4 dy vec4 gathers feed 36 vec4 FMAs on
+//!   36 vec4 accumulators. The stem's dX still takes the scalar general path (training never
+//!   runs it: the image needs no gradient).
 
 use super::{grid_1d, specialize, Dispatch, Gpu, Slot, Tensor};
 use anyhow::{bail, ensure, Result};
@@ -59,6 +67,8 @@ const WTRANS: &str = include_str!("../../../shaders/conv_wtrans.wgsl");
 const BWD_DATA: &str = include_str!("../../../shaders/conv_bwd_data.wgsl");
 const BWD_W: &str = include_str!("../../../shaders/conv_bwd_weights.wgsl");
 const BWD_W_REDUCE: &str = include_str!("../../../shaders/conv_bwd_weights_reduce.wgsl");
+const FWD_ROW: &str = include_str!("../../../shaders/conv_fwd_row.wgsl");
+const BWD_W_ROW: &str = include_str!("../../../shaders/conv_bwd_weights_row.wgsl");
 
 /// The shape of one convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -164,7 +174,9 @@ pub enum Pass {
 /// Register tile of one invocation and workgroup size.
 /// Forward: `tm` output pixels × `tn` output channels. Backward-to-input: `tm` input pixels ×
 /// `tn` input channels. Backward-to-weights: `tm` output channels × `tn` input channels of one
-/// tap, over a chunk of pixels.
+/// tap, over a chunk of pixels. For shapes the row kernels take (`row_kernel`, the RGB stem):
+/// forward `tm` consecutive pixels of an output row × `tn` output channels; backward-to-weights
+/// `tm` output channels × all taps of one kernel row, over segments of `tn` pixels of a row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Tile {
     pub tm: u32,
@@ -194,6 +206,29 @@ pub fn default_tile_for(cpu: bool, pass: Pass, s: &ConvShape) -> Tile {
         // 32 channels beats 16×16 by 3–10% once there are 32+ channels to tile; the RGB stem
         // (scalar loads, 3 channels per tap) wants 32 pixels per invocation (2x over 16).
         let tm = if cg < 4 { 32 } else { 16 };
+        if row_kernel(s) {
+            // Row kernels (RGB stem), measured on lavapipe (same-run A/B, batch 128, 30 reps):
+            // forward 16 pixels of a row × 16 output channels (32×16 no better, 16×4 worse);
+            // backward-to-weights 16 output channels × segments of 4 pixels (idle 19 GF/s vs
+            // 11–14 for 8 or 16 pixels, 6 for 32 output channels).
+            match pass {
+                Pass::Forward => {
+                    return Tile {
+                        tm: 16,
+                        tn: fit(16, cog),
+                        wg: 8,
+                    }
+                }
+                Pass::BackwardWeights => {
+                    return Tile {
+                        tm: fit(16, cog),
+                        tn: 4,
+                        wg: 8,
+                    }
+                }
+                Pass::BackwardData => {}
+            }
+        }
         match pass {
             Pass::Forward => Tile {
                 tm,
@@ -469,6 +504,215 @@ pub(crate) fn bwd_weights_source(tile: Tile, v: u32, dv: u32) -> String {
     format!("{}\n{body}", prelude(v))
 }
 
+/// Whether `s` goes to the row kernels (`conv_fwd_row.wgsl`, `conv_bwd_weights_row.wgsl`) when
+/// the tile allows it (`row_tile_ok`): few input channels that do not fill a vec4 (the RGB
+/// stem), stride 1, no groups, output channels in vec4s, and image rows a whole number of vec4s
+/// (so every row segment's NHWC run starts on one).
+pub fn row_kernel(s: &ConvShape) -> bool {
+    s.groups == 1
+        && s.stride == 1
+        && vec_width(s.cin) == 1
+        && s.cin * s.kw <= 12
+        && vec_width(s.cout) == 4
+        && vec_width(s.w * s.cin) == 4
+        && s.pad < s.kw
+}
+
+/// Row kernels need `px` pixels per segment to span whole vec4s and `co` output channels in
+/// vec4s.
+fn row_tile_ok(s: &ConvShape, px: u32, co: u32) -> bool {
+    px > 0 && vec_width(px as usize * s.cin) == 4 && vec_width(co as usize) == 4
+}
+
+/// `i32(expr) + k` as WGSL source for a signed compile-time `k`.
+fn plus(expr: &str, k: i64) -> String {
+    match k {
+        0 => expr.to_string(),
+        k if k > 0 => format!("{expr} + {k}"),
+        k => format!("{expr} - {}", -k),
+    }
+}
+
+/// Load the NHWC run of input columns `0..px + kw − 1` (relative to `ox0 − pad`) at vec4 index
+/// `base` into `xs{c}_{ci}` (0 where `ok{c}` is false; the caller defines `ok{c}` first
+/// through `ok`, which maps the column to a boolean expression).
+fn row_run(s: &ConvShape, px: u32, ind: &str, ok: &dyn Fn(i64) -> String) -> String {
+    let (cin, kw, pad) = (s.cin as i64, s.kw as i64, s.pad as i64);
+    let cols = px as i64 + kw - 1;
+    let lo = (-pad * cin).div_euclid(4);
+    let hi = ((cols - pad) * cin - 1).div_euclid(4);
+    let mut out = String::new();
+    for c in 0..cols {
+        out += &format!("{ind}let ok{c} = {};\n", ok(c - pad));
+    }
+    for k in lo..=hi {
+        out += &format!(
+            "{ind}let v{} = x[clamp({}, 0, last)];\n",
+            k - lo,
+            plus("base", k)
+        );
+    }
+    for c in 0..cols {
+        for ci in 0..cin {
+            let r = (c - pad) * cin + ci;
+            let comp = ["x", "y", "z", "w"][r.rem_euclid(4) as usize];
+            out += &format!(
+                "{ind}let xs{c}_{ci} = select(0.0, v{}.{comp}, ok{c});\n",
+                r.div_euclid(4) - lo
+            );
+        }
+    }
+    out
+}
+
+/// Row-kernel forward source: `tile.tm` pixels of a row × `tile.tn` output channels.
+pub(crate) fn fwd_row_source(s: &ConvShape, tile: Tile) -> String {
+    let (tm, tq) = (tile.tm, tile.tn / 4);
+    let (cin, kw) = (s.cin as u32, s.kw as u32);
+    let cols = tm + kw - 1;
+    let pad = s.pad as i64;
+    let mut setup = String::new();
+    for c in 0..cols as i64 {
+        let col = plus("i32(ox0)", c - pad);
+        setup += &format!("    let colok{c} = {col} >= 0 && {col} < i32(p.w);\n");
+    }
+    setup += &rep(tq, "    let wq$i = min(co0 / 4u + $iu, cq - 1u);\n");
+    setup += &rep2(tm, tq, "    var acc$i_$j = vec4<f32>();\n");
+    let load = row_run(s, tm, "        ", &|c| format!("rowok && colok{}", c + pad));
+    let mut body = String::new();
+    for kx in 0..kw {
+        for ci in 0..cin {
+            body += &format!(
+                "        let wr{kx}_{ci} = wrow + {}u * cq;\n",
+                kx * cin + ci
+            );
+            for q in 0..tq {
+                body += &format!("        let b{kx}_{ci}_{q} = wt[wr{kx}_{ci} + wq{q}];\n");
+                for i in 0..tm {
+                    body += &format!(
+                        "        acc{i}_{q} = fma(vec4<f32>(xs{}_{ci}), b{kx}_{ci}_{q}, acc{i}_{q});\n",
+                        i + kx
+                    );
+                }
+            }
+        }
+    }
+    let mut store = String::new();
+    for q in 0..tq {
+        let b: Vec<String> = (0..4)
+            .map(|e| format!("bias[min(co0 + {}u, p.cout - 1u)]", 4 * q + e))
+            .collect();
+        store += &format!(
+            "    let bq{q} = select(vec4<f32>(), vec4<f32>({}), p.has_bias != 0u);\n",
+            b.join(", ")
+        );
+    }
+    store += &rep2(
+        tm,
+        tq,
+        "    if (ox0 + $iu < p.wo && co0 + 4u * $ju < p.cout) {\n        \
+         y[(r * p.wo + ox0 + $iu) * cq + co0 / 4u + $ju] = acc$i_$j + bq$j;\n    }\n",
+    );
+    let src = blocks(
+        FWD_ROW,
+        &[
+            ("SETUP", setup),
+            ("LOAD", load),
+            ("BODY", body),
+            ("STORE", store),
+        ],
+    );
+    specialize(
+        &src,
+        &[("TM", tm), ("TN", tile.tn), ("WG", tile.wg), ("CIN", cin)],
+    )
+}
+
+/// Row-kernel backward-to-weights source: `tile.tm` output channels × one kernel row, over
+/// segments of `tile.tn` pixels.
+pub(crate) fn bwd_weights_row_source(s: &ConvShape, tile: Tile) -> String {
+    let (tq, tp) = (tile.tm / 4, tile.tn);
+    let (cin, kw) = (s.cin as u32, s.kw as u32);
+    let mut setup = rep(tq, "    let dq$i = min(co0 / 4u + $iu, cq - 1u);\n");
+    for kx in 0..kw {
+        for ci in 0..cin {
+            setup += &rep(tq, &format!("    var acc{kx}_{ci}_$i = vec4<f32>();\n"));
+        }
+    }
+    let ind = "                ";
+    let load = row_run(s, tp, ind, &|c| {
+        let col = plus("i32(ox0)", c);
+        format!("{col} >= 0 && {col} < i32(p.w)")
+    });
+    let mut body = String::new();
+    for i in 0..tp {
+        body += &format!("{ind}let pv{i} = ox0 + {i}u < p.wo;\n");
+        for q in 0..tq {
+            body += &format!(
+                "{ind}let d{i}_{q} = select(vec4<f32>(), dy[select(0u, db + {i}u * cq + dq{q}, pv{i})], pv{i});\n"
+            );
+        }
+        for kx in 0..kw {
+            for ci in 0..cin {
+                for q in 0..tq {
+                    body += &format!(
+                        "{ind}acc{kx}_{ci}_{q} = fma(vec4<f32>(xs{}_{ci}), d{i}_{q}, acc{kx}_{ci}_{q});\n",
+                        i + kx
+                    );
+                }
+            }
+        }
+    }
+    let mut store = format!("    let cs = p.kh * {}u;\n", kw * cin);
+    for kx in 0..kw {
+        for ci in 0..cin {
+            for q in 0..tq {
+                store += &format!(
+                    "    if (co0 + {}u < p.cout) {{\n        \
+                     let o = ((chunk * p.cout + co0 + {}u) * p.kh + ky) * {}u + {}u;\n        \
+                     let a = acc{kx}_{ci}_{q};\n        \
+                     part[o] = a.x;\n        part[o + cs] = a.y;\n        \
+                     part[o + 2u * cs] = a.z;\n        part[o + 3u * cs] = a.w;\n    }}\n",
+                    4 * q,
+                    4 * q,
+                    kw * cin,
+                    kx * cin + ci
+                );
+            }
+        }
+    }
+    let src = blocks(
+        BWD_W_ROW,
+        &[
+            ("SETUP", setup),
+            ("LOAD", load),
+            ("BODY", body),
+            ("STORE", store),
+        ],
+    );
+    specialize(
+        &src,
+        &[("TM", tile.tm), ("TP", tp), ("WG", tile.wg), ("CIN", cin)],
+    )
+}
+
+/// The weight re-layout OHWI → `[G][kh][kw][Cg][Cog]` into a fresh scratch tensor, and its
+/// dispatch.
+fn wtrans(gpu: &Gpu, s: &ConvShape, w: &Tensor) -> Result<(Tensor, Dispatch)> {
+    let (cg, cog) = (s.cin / s.groups, s.cout / s.groups);
+    let wt = gpu.zeros(&[w.len()]);
+    let kt = gpu.kernel("conv_wtrans", || {
+        (
+            WTRANS.to_string(),
+            "main",
+            vec![Slot::Read, Slot::ReadWrite, Slot::Uniform],
+        )
+    })?;
+    let pt = gpu.uniform(&[u(w.len()), u(s.kh * s.kw), u(cg), u(cog)]);
+    let d = Dispatch::new(gpu, &kt, &[&w.buf, &wt.buf, &pt], grid_1d(w.len(), 64))?;
+    Ok((wt, d))
+}
+
 fn check_len(what: &str, t: &Tensor, want: usize) -> Result<()> {
     if t.len() != want {
         bail!(
@@ -539,6 +783,9 @@ pub fn conv_forward_with(
     if let Some(b) = bias {
         check_len("bias", b, s.cout)?;
     }
+    if row_kernel(s) && row_tile_ok(s, tile.tm, tile.tn) {
+        return conv_forward_row(gpu, s, tile, x, w, bias, y);
+    }
     let (cg, cog) = (s.cin / s.groups, s.cout / s.groups);
     let v = vec_width(cg);
     let key = format!("conv_fwd/tm{}_tn{}_wg{}_v{v}", tile.tm, tile.tn, tile.wg);
@@ -581,6 +828,53 @@ pub fn conv_forward_with(
     )?])
 }
 
+/// Forward through the row kernel (checked by `conv_forward_with`): weight re-layout, then
+/// the row-segment GEMM.
+fn conv_forward_row(
+    gpu: &Gpu,
+    s: &ConvShape,
+    tile: Tile,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    y: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    let (wt, d0) = wtrans(gpu, s, w)?;
+    let key = format!(
+        "conv_fwd_row/tm{}_tn{}_wg{}_c{}_k{}_p{}",
+        tile.tm, tile.tn, tile.wg, s.cin, s.kw, s.pad
+    );
+    let k = gpu.kernel(&key, || {
+        (
+            fwd_row_source(s, tile),
+            "main",
+            vec![
+                Slot::Read,
+                Slot::Read,
+                Slot::Read,
+                Slot::ReadWrite,
+                Slot::Uniform,
+            ],
+        )
+    })?;
+    let nseg = s.out_w().div_ceil(tile.tm as usize);
+    let m = s.n * s.out_h() * nseg;
+    let ntile = s.cout.div_ceil(tile.tn as usize);
+    let params = gpu.uniform(&params20(
+        s,
+        [u(nseg), u(ntile), u(m), bias.is_some() as u32, 0, 0, 0, 0],
+    ));
+    let groups = grid_xz(m, tile.wg, ntile)?;
+    let bias_buf = bias.map_or(&w.buf, |b| &b.buf);
+    let d1 = Dispatch::new(
+        gpu,
+        &k,
+        &[&x.buf, &wt.buf, bias_buf, &y.buf, &params],
+        groups,
+    )?;
+    Ok(vec![d0, d1])
+}
+
 /// Backward to the input: `dx = ∂L/∂x` from `dy = ∂L/∂y` (overwrites dx).
 pub fn conv_backward_data(
     gpu: &Gpu,
@@ -608,17 +902,7 @@ pub fn conv_backward_data_with(
     check_len("w", w, s.w_shape().iter().product())?;
     check_len("dx", dx, s.x_shape().iter().product())?;
     let (cg, cog) = (s.cin / s.groups, s.cout / s.groups);
-    let khw = s.kh * s.kw;
-    let wt = gpu.zeros(&[w.len()]);
-    let kt = gpu.kernel("conv_wtrans", || {
-        (
-            WTRANS.to_string(),
-            "main",
-            vec![Slot::Read, Slot::ReadWrite, Slot::Uniform],
-        )
-    })?;
-    let pt = gpu.uniform(&[u(w.len()), u(khw), u(cg), u(cog)]);
-    let d0 = Dispatch::new(gpu, &kt, &[&w.buf, &wt.buf, &pt], grid_1d(w.len(), 64))?;
+    let (wt, d0) = wtrans(gpu, s, w)?;
 
     let v = vec_width(cog);
     let key = format!(
@@ -692,6 +976,9 @@ pub fn conv_backward_weights_with(
     check_len("x", x, s.x_shape().iter().product())?;
     check_len("dy", dy, s.y_shape().iter().product())?;
     check_len("dw", dw, s.w_shape().iter().product())?;
+    if row_kernel(s) && row_tile_ok(s, tile.tn, tile.tm) {
+        return conv_backward_weights_row(gpu, s, tile, x, dy, dw, accumulate);
+    }
     let (cg, cog) = (s.cin / s.groups, s.cout / s.groups);
     let v = vec_width(cg);
     let tn = tile.tn.div_ceil(v) * v;
@@ -733,6 +1020,19 @@ pub fn conv_backward_weights_with(
     ));
     let groups = grid_xz(nchunks * s.kh * s.kw * ctiles, tile.wg, s.groups * ntile)?;
     let d0 = Dispatch::new(gpu, &k, &[&x.buf, &dy.buf, &part.buf, &params], groups)?;
+    let d1 = weights_reduce(gpu, &part, dw, nchunks, accumulate)?;
+    Ok(vec![d0, d1])
+}
+
+/// The in-order sum of `nchunks` partial weight gradients into `dw`.
+fn weights_reduce(
+    gpu: &Gpu,
+    part: &Tensor,
+    dw: &Tensor,
+    nchunks: usize,
+    accumulate: bool,
+) -> Result<Dispatch> {
+    let len = dw.len();
     let kr = gpu.kernel("conv_bwd_weights_reduce", || {
         (
             BWD_W_REDUCE.to_string(),
@@ -741,6 +1041,50 @@ pub fn conv_backward_weights_with(
         )
     })?;
     let pr = gpu.uniform(&[u(len), u(nchunks), accumulate as u32, 0]);
-    let d1 = Dispatch::new(gpu, &kr, &[&part.buf, &dw.buf, &pr], grid_1d(len, 64))?;
+    Dispatch::new(gpu, &kr, &[&part.buf, &dw.buf, &pr], grid_1d(len, 64))
+}
+
+/// Backward to the weights through the row kernel (checked by `conv_backward_weights_with`):
+/// per-chunk partial sums over whole output rows, then the in-order reduction.
+fn conv_backward_weights_row(
+    gpu: &Gpu,
+    s: &ConvShape,
+    tile: Tile,
+    x: &Tensor,
+    dy: &Tensor,
+    dw: &Tensor,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>> {
+    let key = format!(
+        "conv_bwd_weights_row/tm{}_tp{}_wg{}_c{}_k{}_p{}",
+        tile.tm, tile.tn, tile.wg, s.cin, s.kw, s.pad
+    );
+    let k = gpu.kernel(&key, || {
+        (
+            bwd_weights_row_source(s, tile),
+            "main",
+            vec![Slot::Read, Slot::Read, Slot::ReadWrite, Slot::Uniform],
+        )
+    })?;
+    let rows = s.n * s.out_h();
+    let ntile = s.cout.div_ceil(tile.tm as usize);
+    let target: usize = if gpu.is_cpu() { 512 } else { 32768 };
+    let nchunks = target.div_ceil(s.kh * ntile).clamp(1, rows);
+    let rpc = rows.div_ceil(nchunks);
+    let nchunks = rows.div_ceil(rpc);
+    let len = dw.len();
+    ensure!(
+        nchunks * len < (1 << 31),
+        "conv {s:?}: partial sums too large"
+    );
+    let part = gpu.zeros(&[nchunks * len]);
+    let nseg = s.out_w().div_ceil(tile.tn as usize);
+    let params = gpu.uniform(&params20(
+        s,
+        [u(nseg), u(ntile), u(rpc), u(nchunks), u(rows), 0, 0, 0],
+    ));
+    let groups = grid_xz(nchunks * s.kh, tile.wg, ntile)?;
+    let d0 = Dispatch::new(gpu, &k, &[&x.buf, &dy.buf, &part.buf, &params], groups)?;
+    let d1 = weights_reduce(gpu, &part, dw, nchunks, accumulate)?;
     Ok(vec![d0, d1])
 }
