@@ -51,10 +51,12 @@
 //!   input pixels a segment of one output row touches are one contiguous NHWC run, loaded once
 //!   as vec4s and reused by every horizontal tap; weights (forward, re-laid out
 //!   `[kh][kw][Cin][Cout]`) and dy (dW) are vec4 along output channels. Forward ~12 idle
-//!   GFLOP/s (was 4–6): per kernel row, 36 workgroup-uniform weight vec4 loads and ~15 x gathers
-//!   feed 576 vec4 FMAs on a 16×16 tile that spills (16-pixel and 32-pixel rows measure
-//!   alike). dW 10–20 idle GFLOP/s (was ~5): per pixel 4 dy vec4 gathers feed 36 vec4 FMAs on
-//!   36 vec4 accumulators. The stem's dX still takes the scalar general path (training never
+//!   GFLOP/s (was 4–6): per kernel row, 36 workgroup-uniform weight vec4 loads and ~27 x
+//!   gathers feed 1152 vec4 FMAs on a 32×16 tile that spills; fewer loads per FMA than the
+//!   32-channel shapes yet slower, so spills and code size (the body is unrolled over
+//!   pixels × taps × channels) rather than loads look like its limit (reordering the body so
+//!   each accumulator takes its 9 FMAs in a row measured no better). dW 10–20 idle GFLOP/s
+//!   (was ~5): per pixel 4 dy vec4 gathers feed 36 vec4 FMAs on 36 vec4 accumulators. The stem's dX still takes the scalar general path (training never
 //!   runs it: the image needs no gradient).
 
 use super::{grid_1d, specialize, Dispatch, Gpu, Slot, Tensor};
@@ -208,13 +210,14 @@ pub fn default_tile_for(cpu: bool, pass: Pass, s: &ConvShape) -> Tile {
         let tm = if cg < 4 { 32 } else { 16 };
         if row_kernel(s) {
             // Row kernels (RGB stem), measured on lavapipe (same-run A/B, batch 128, 30 reps):
-            // forward 16 pixels of a row × 16 output channels (32×16 no better, 16×4 worse);
+            // forward 32 pixels of a row × 16 output channels (vs 16×16: 17–24 ms against
+            // 22–27 ms in 4 of 4 rounds of 60 reps; 16×4 and 8×16 slower);
             // backward-to-weights 16 output channels × segments of 4 pixels (idle 19 GF/s vs
             // 11–14 for 8 or 16 pixels, 6 for 32 output channels).
             match pass {
                 Pass::Forward => {
                     return Tile {
-                        tm: 16,
+                        tm: 32,
                         tn: fit(16, cog),
                         wg: 8,
                     }
