@@ -24,8 +24,9 @@ const TM: u32 = {{TM}}u;
 const TN: u32 = {{TN}}u;
 const WG: u32 = {{WG}}u;
 
-@group(0) @binding(0) var<storage, read> dy: array<VT>;
-@group(0) @binding(1) var<storage, read> wt: array<VT>;
+// dy, wt: storage arrays or texture mirrors (trainer/src/gpu/texture.rs), read with ld_dy / ld_wt.
+{{DY_DECL}}
+{{W_DECL}}
 @group(0) @binding(2) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(3) var<uniform> p: P;
 

@@ -21,8 +21,10 @@ const TM: u32 = {{TM}}u;
 const TNV: u32 = {{TNV}}u;
 const WG: u32 = {{WG}}u;
 
-@group(0) @binding(0) var<storage, read> x: array<VT>;
-@group(0) @binding(1) var<storage, read> dy: array<{{DYT}}>; // vec4 along Cout when Cog % 4 == 0
+// x, dy: storage arrays or texture mirrors (trainer/src/gpu/texture.rs), read with ld_x / ld_dy;
+// dy is vec4 along Cout when Cog % 4 == 0.
+{{X_DECL}}
+{{DY_DECL}}
 @group(0) @binding(2) var<storage, read_write> part: array<VT>;
 @group(0) @binding(3) var<uniform> p: P;
 

@@ -23,8 +23,9 @@ const TM: u32 = {{TM}}u;
 const TN: u32 = {{TN}}u;
 const WG: u32 = {{WG}}u;
 
-@group(0) @binding(0) var<storage, read> x: array<VT>;
-@group(0) @binding(1) var<storage, read> wt: array<VT>;
+// x, wt: storage arrays or texture mirrors (trainer/src/gpu/texture.rs), read with ld_x / ld_wt.
+{{X_DECL}}
+{{W_DECL}}
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<uniform> p: P;

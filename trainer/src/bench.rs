@@ -21,12 +21,18 @@ pub struct KernelArgs {
     /// Time every candidate tile per shape and kernel (prints them) and report the fastest.
     #[arg(long)]
     pub tune: bool,
-    /// Use this tile (`TMxTN` or `TMxTN/wgWG`) for every conv kernel instead of the adapter's.
+    /// Use this tile (`TMxTN`, `TMxTN/wgWG`, either with `/tex` or `/buf` to read operands
+    /// through texture mirrors or storage buffers) for every conv kernel instead of the
+    /// adapter's.
     #[arg(long)]
     pub tile: Option<String>,
     /// Only the ResNet-20 shapes whose name contains this (e.g. `stem`, `@8`).
     #[arg(long)]
     pub only: Option<String>,
+    /// Also time every kernel with this tile (same syntax as `--tile`), alternating with the
+    /// main tile run by run, and print the time ratio: an A/B that shares the machine's noise.
+    #[arg(long)]
+    pub versus: Option<String>,
     /// Size of the square matrix multiply timed as the ceiling (0: skip).
     #[arg(long, default_value_t = 1024)]
     pub gemm: usize,
@@ -72,8 +78,29 @@ fn time_dispatches_no_warmup(gpu: &Gpu, ds: &[Dispatch], reps: usize) -> Result<
     Ok(t[t.len() / 2])
 }
 
+/// Median wall seconds of `a` and of `b`, timed alternately `reps` times each after a warm-up.
+fn alternate(gpu: &Gpu, a: &[Dispatch], b: &[Dispatch], reps: usize) -> Result<(f64, f64)> {
+    time_dispatches(gpu, a, 0)?;
+    time_dispatches(gpu, b, 0)?;
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    for _ in 0..reps.max(1) {
+        ta.push(time_dispatches_no_warmup(gpu, a, 1)?);
+        tb.push(time_dispatches_no_warmup(gpu, b, 1)?);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(|x, y| x.total_cmp(y));
+        v[v.len() / 2]
+    };
+    Ok((median(ta), median(tb)))
+}
+
 /// Parse `TMxTN` or `TMxTN/wgWG` (default workgroup 8 on CPU adapters, 64 on GPUs).
 fn parse_tile(gpu: &Gpu, s: &str) -> Result<Tile> {
+    let (s, tex) = match (s.strip_suffix("/tex"), s.strip_suffix("/buf")) {
+        (Some(d), _) => (d, true),
+        (_, Some(d)) => (d, false),
+        _ => (s, gpu.is_cpu()),
+    };
     let (dims, wg) = match s.split_once("/wg") {
         Some((d, w)) => (d, w.parse()?),
         None => (s, if gpu.is_cpu() { 8 } else { 64 }),
@@ -85,6 +112,7 @@ fn parse_tile(gpu: &Gpu, s: &str) -> Result<Tile> {
         tm: tm.parse()?,
         tn: tn.parse()?,
         wg,
+        tex,
     })
 }
 
@@ -180,7 +208,12 @@ pub fn kernels(gpu: &Gpu, args: &KernelArgs) -> Result<()> {
             ceiling_idle = ceiling_idle.max(idle.unwrap_or(0.0));
         };
         for &(tm, tn, wg) in tiles {
-            let t = Tile { tm, tn, wg };
+            let t = Tile {
+                tm,
+                tn,
+                wg,
+                tex: false,
+            };
             let ds = gemm_with(gpu, t, s, s, s, &a, &b, &c)?;
             report(
                 format!("gemm {s}^3 (C = A·B) tile {t}"),
@@ -196,7 +229,12 @@ pub fn kernels(gpu: &Gpu, args: &KernelArgs) -> Result<()> {
             &[(4, 4, 64), (8, 4, 64)]
         };
         for &(tm, tn, wg) in ctiles {
-            let t = Tile { tm, tn, wg };
+            let t = Tile {
+                tm,
+                tn,
+                wg,
+                tex: gpu.is_cpu(),
+            };
             let ds = conv_forward_with(gpu, &cs, t, &a, &b, None, &c)?;
             report(
                 format!("gemm {s}^3 as 1x1 conv fwd (C = A·Bᵀ) tile {t}"),
@@ -252,13 +290,27 @@ pub fn kernels(gpu: &Gpu, args: &KernelArgs) -> Result<()> {
             } else {
                 pick_tile(gpu, pass, &s)?
             };
-            let ds = match pass {
-                Pass::Forward => conv_forward_with(gpu, &s, tile, &x, &w, None, &y)?,
-                Pass::BackwardData => conv_backward_data_with(gpu, &s, tile, &y, &w, &dx)?,
-                Pass::BackwardWeights => {
-                    conv_backward_weights_with(gpu, &s, tile, &x, &y, &dw, false)?
-                }
+            let build = |tile: Tile| -> Result<Vec<Dispatch>> {
+                Ok(match pass {
+                    Pass::Forward => conv_forward_with(gpu, &s, tile, &x, &w, None, &y)?,
+                    Pass::BackwardData => conv_backward_data_with(gpu, &s, tile, &y, &w, &dx)?,
+                    Pass::BackwardWeights => {
+                        conv_backward_weights_with(gpu, &s, tile, &x, &y, &dw, false)?
+                    }
+                })
             };
+            let ds = build(tile)?;
+            if let Some(v) = &args.versus {
+                let other = parse_tile(gpu, v)?;
+                let (a, b) = alternate(gpu, &ds, &build(other)?, args.reps)?;
+                println!(
+                    "  {name} {label}: {tile} {:.2} ms vs {other} {:.2} ms (ratio {:.2}, medians of {} alternating runs)",
+                    a * 1e3,
+                    b * 1e3,
+                    b / a,
+                    args.reps.max(1)
+                );
+            }
             let t = measure(gpu, &ds, args.reps)?;
             let (gf, idle) = t.gflops(s.flops(), cores);
             let pct = |v: f64, c: f64| {

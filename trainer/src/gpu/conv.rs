@@ -61,8 +61,10 @@
 //!   (was ~5): per pixel 4 dy vec4 gathers feed 36 vec4 FMAs on 36 vec4 accumulators. The stem's dX still takes the scalar general path (training never
 //!   runs it: the image needs no gradient).
 
-use super::{grid_1d, specialize, Dispatch, Gpu, Slot, Tensor};
+use super::texture::operand_decl;
+use super::{grid_1d, specialize, Dispatch, Gpu, Res, Slot, Tensor, Upload};
 use anyhow::{bail, ensure, Result};
+use std::sync::Arc;
 
 const PRE_VEC4: &str = include_str!("../../../shaders/conv_vec4.wgsl");
 const PRE_SCALAR: &str = include_str!("../../../shaders/conv_scalar.wgsl");
@@ -186,11 +188,19 @@ pub struct Tile {
     pub tm: u32,
     pub tn: u32,
     pub wg: u32,
+    /// Read the big operands through texture mirrors (`crate::gpu::texture`) where the
+    /// channel axis is vec4: the fast path on CPU adapters, where storage-buffer gathers go
+    /// lane by lane. Storage buffers otherwise.
+    pub tex: bool,
 }
 
 impl std::fmt::Display for Tile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}x{}/wg{}", self.tm, self.tn, self.wg)
+        write!(f, "{}x{}/wg{}", self.tm, self.tn, self.wg)?;
+        if self.tex {
+            write!(f, "/tex")?;
+        }
+        Ok(())
     }
 }
 
@@ -222,6 +232,7 @@ pub fn default_tile_for(cpu: bool, pass: Pass, s: &ConvShape) -> Tile {
                         tm: 32,
                         tn: fit(16, cog),
                         wg: 8,
+                        tex: true,
                     }
                 }
                 Pass::BackwardWeights => {
@@ -229,6 +240,7 @@ pub fn default_tile_for(cpu: bool, pass: Pass, s: &ConvShape) -> Tile {
                         tm: fit(16, cog),
                         tn: 4,
                         wg: 8,
+                        tex: true,
                     }
                 }
                 Pass::BackwardData => {}
@@ -239,6 +251,7 @@ pub fn default_tile_for(cpu: bool, pass: Pass, s: &ConvShape) -> Tile {
                 tm,
                 tn: fit(32, cog),
                 wg: 8,
+                tex: true,
             },
             // Strided with up to 16 input channels (ResNet-20's 16->32 s2): 32 pixels, so the
             // few taps each phase has (2.25 on average for 3×3 stride 2) reload the weights
@@ -248,11 +261,13 @@ pub fn default_tile_for(cpu: bool, pass: Pass, s: &ConvShape) -> Tile {
                 tm: if s.stride > 1 && cg <= 16 { 32 } else { 16 },
                 tn: fit(32, cg),
                 wg: 8,
+                tex: true,
             },
             Pass::BackwardWeights => Tile {
                 tm: fit(16, cog),
                 tn: fit(32, cg),
                 wg: 8,
+                tex: true,
             },
         }
     } else {
@@ -261,16 +276,19 @@ pub fn default_tile_for(cpu: bool, pass: Pass, s: &ConvShape) -> Tile {
                 tm: 4,
                 tn: fit(4, cog),
                 wg: 64,
+                tex: false,
             },
             Pass::BackwardData => Tile {
                 tm: 4,
                 tn: fit(4, cg),
                 wg: 64,
+                tex: false,
             },
             Pass::BackwardWeights => Tile {
                 tm: fit(4, cog),
                 tn: fit(4, cg),
                 wg: 64,
+                tex: false,
             },
         }
     }
@@ -337,9 +355,12 @@ fn blocks(src: &str, parts: &[(&str, String)]) -> String {
 /// Forward source for a `tm × tn` register tile, vector width `v`.
 pub(crate) fn fwd_source(tile: Tile, v: u32) -> String {
     let (tm, tn) = (tile.tm, tile.tn);
+    let tex = tile.tex && v == 4;
     let body = blocks(
         FWD,
         &[
+            ("X_DECL", operand_decl(0, "x", "VT", tex)),
+            ("W_DECL", operand_decl(1, "wt", "VT", tex)),
             (
                 "PIXELS",
                 rep(
@@ -367,10 +388,10 @@ pub(crate) fn fwd_source(tile: Tile, v: u32) -> String {
             ),
             (
                 "BODY",
-                rep(tm, "                let a$i = x[(xa$i + c) / V] * xm$i;\n")
+                rep(tm, "                let a$i = ld_x((xa$i + c) / V) * xm$i;\n")
                     + &(0..tn)
                         .map(|j| {
-                            format!("                let b{j} = wt[(wb{j} + wo + c) / V];\n")
+                            format!("                let b{j} = ld_wt((wb{j} + wo + c) / V);\n")
                                 + &rep(tm, &format!("                acc$i_{j} = mac(acc$i_{j}, a$i, b{j});\n"))
                         })
                         .collect::<String>(),
@@ -393,9 +414,12 @@ pub(crate) fn fwd_source(tile: Tile, v: u32) -> String {
 /// Backward-to-input source for a `tm × tn` register tile, vector width `v`.
 pub(crate) fn bwd_data_source(tile: Tile, v: u32) -> String {
     let (tm, tn) = (tile.tm, tile.tn);
+    let tex = tile.tex && v == 4;
     let body = blocks(
         BWD_DATA,
         &[
+            ("DY_DECL", operand_decl(0, "dy", "VT", tex)),
+            ("W_DECL", operand_decl(1, "wt", "VT", tex)),
             (
                 "PIXELS",
                 rep(
@@ -424,10 +448,10 @@ pub(crate) fn bwd_data_source(tile: Tile, v: u32) -> String {
             ),
             (
                 "BODY",
-                rep(tm, "                let a$i = dy[(da$i + c) / V] * dm$i;\n")
+                rep(tm, "                let a$i = ld_dy((da$i + c) / V) * dm$i;\n")
                     + &(0..tn)
                         .map(|j| {
-                            format!("                let b{j} = wt[(wo + wb{j} + c) / V];\n")
+                            format!("                let b{j} = ld_wt((wo + wb{j} + c) / V);\n")
                                 + &rep(tm, &format!("                acc$i_{j} = mac(acc$i_{j}, a$i, b{j});\n"))
                         })
                         .collect::<String>(),
@@ -463,7 +487,7 @@ pub(crate) fn bwd_weights_source(tile: Tile, v: u32, dv: u32) -> String {
             ),
             (0..tm / 4)
                 .map(|i| {
-                    format!("        let d{i} = dy[q * (p.cout / 4u) + dyo{i}];\n")
+                    format!("        let d{i} = ld_dy(q * (p.cout / 4u) + dyo{i});\n")
                         + &["x", "y", "z", "w"]
                             .iter()
                             .enumerate()
@@ -480,13 +504,21 @@ pub(crate) fn bwd_weights_source(tile: Tile, v: u32, dv: u32) -> String {
                 tm,
                 "    let dyo$i = g * p.cog + min(co0 + $iu, p.cog - 1u);\n",
             ),
-            rep(tm, "        let a$i = VT(dy[q * p.cout + dyo$i]);\n"),
+            rep(tm, "        let a$i = VT(ld_dy(q * p.cout + dyo$i));\n"),
         )
     };
     let body = blocks(
         BWD_W,
         &[
-            ("DYT", if dv == 4 { "vec4<f32>" } else { "f32" }.to_string()),
+            ("X_DECL", operand_decl(0, "x", "VT", tile.tex && v == 4)),
+            (
+                "DY_DECL",
+                if dv == 4 {
+                    operand_decl(1, "dy", "vec4<f32>", tile.tex)
+                } else {
+                    operand_decl(1, "dy", "f32", false)
+                },
+            ),
             (
                 "SETUP",
                 dyo + &rep(tnv, "    let xo$i = g * p.cg + min(ci0 + $iu * V, p.cg - V);\n")
@@ -494,7 +526,7 @@ pub(crate) fn bwd_weights_source(tile: Tile, v: u32, dv: u32) -> String {
             ),
             (
                 "BODY",
-                rep(tnv, "        let b$i = x[(xb + xo$i) / V] * xm;\n")
+                rep(tnv, "        let b$i = ld_x((xb + xo$i) / V) * xm;\n")
                     + &dyload
                     + &rep2(tm, tnv, "        acc$i_$j = fma(a$i, b$j, acc$i_$j);\n"),
             ),
@@ -722,6 +754,41 @@ fn wtrans(gpu: &Gpu, s: &ConvShape, w: &Tensor) -> Result<(Tensor, Dispatch)> {
     Ok((wt, d))
 }
 
+/// With `tex`, a texture mirror of `t` for a kernel to read instead of the buffer; its refresh
+/// (before every run of the dispatch) is appended to `uploads`.
+fn mirror(
+    gpu: &Gpu,
+    t: &Tensor,
+    tex: bool,
+    uploads: &mut Vec<Upload>,
+) -> Result<Option<Arc<super::TexMirror>>> {
+    if !tex {
+        return Ok(None);
+    }
+    let m = Arc::new(gpu.tex_mirror(t.len())?);
+    uploads.push(Upload {
+        src: t.buf.clone(),
+        mirror: m.clone(),
+    });
+    Ok(Some(m))
+}
+
+/// The slot an operand read through `m` (or its buffer) takes.
+fn read_slot(m: &Option<Arc<super::TexMirror>>) -> Slot {
+    match m {
+        Some(_) => Slot::Texture,
+        None => Slot::Read,
+    }
+}
+
+/// The resource an operand read through `m` (or its buffer `b`) binds.
+fn read_res<'a>(m: &'a Option<Arc<super::TexMirror>>, b: &'a wgpu::Buffer) -> Res<'a> {
+    match m {
+        Some(m) => Res::Tex(&m.view),
+        None => Res::Buf(b),
+    }
+}
+
 fn check_len(what: &str, t: &Tensor, want: usize) -> Result<()> {
     if t.len() != want {
         bail!(
@@ -797,14 +864,21 @@ pub fn conv_forward_with(
     }
     let (cg, cog) = (s.cin / s.groups, s.cout / s.groups);
     let v = vec_width(cg);
-    let key = format!("conv_fwd/tm{}_tn{}_wg{}_v{v}", tile.tm, tile.tn, tile.wg);
+    let tex = tile.tex && v == 4;
+    let mut uploads = Vec::new();
+    let mx = mirror(gpu, x, tex, &mut uploads)?;
+    let mw = mirror(gpu, w, tex, &mut uploads)?;
+    let key = format!(
+        "conv_fwd/tm{}_tn{}_wg{}_v{v}_t{tex}",
+        tile.tm, tile.tn, tile.wg
+    );
     let k = gpu.kernel(&key, || {
         (
             fwd_source(tile, v),
             "main",
             vec![
-                Slot::Read,
-                Slot::Read,
+                read_slot(&mx),
+                read_slot(&mw),
                 Slot::Read,
                 Slot::ReadWrite,
                 Slot::Uniform,
@@ -829,11 +903,18 @@ pub fn conv_forward_with(
     let groups = grid_xz(m.div_ceil(tile.tm as usize), tile.wg, s.groups * ntile)?;
     // Without a bias the weights stand in for the (unread) bias binding.
     let bias_buf = bias.map_or(&w.buf, |b| &b.buf);
-    Ok(vec![Dispatch::new(
+    Ok(vec![Dispatch::with_uploads(
         gpu,
         &k,
-        &[&x.buf, &w.buf, bias_buf, &y.buf, &params],
+        &[
+            read_res(&mx, &x.buf),
+            read_res(&mw, &w.buf),
+            Res::Buf(bias_buf),
+            Res::Buf(&y.buf),
+            Res::Buf(&params),
+        ],
         groups,
+        uploads,
     )?])
 }
 
@@ -914,15 +995,24 @@ pub fn conv_backward_data_with(
     let (wt, d0) = wtrans(gpu, s, w)?;
 
     let v = vec_width(cog);
+    let tex = tile.tex && v == 4;
+    let mut uploads = Vec::new();
+    let mdy = mirror(gpu, dy, tex, &mut uploads)?;
+    let mwt = mirror(gpu, &wt, tex, &mut uploads)?;
     let key = format!(
-        "conv_bwd_data/tm{}_tn{}_wg{}_v{v}",
+        "conv_bwd_data/tm{}_tn{}_wg{}_v{v}_t{tex}",
         tile.tm, tile.tn, tile.wg
     );
     let k = gpu.kernel(&key, || {
         (
             bwd_data_source(tile, v),
             "main",
-            vec![Slot::Read, Slot::Read, Slot::ReadWrite, Slot::Uniform],
+            vec![
+                read_slot(&mdy),
+                read_slot(&mwt),
+                Slot::ReadWrite,
+                Slot::Uniform,
+            ],
         )
     })?;
     let (hp, wp) = (s.h.div_ceil(s.stride), s.w.div_ceil(s.stride));
@@ -937,7 +1027,18 @@ pub fn conv_backward_data_with(
         tile.wg,
         s.stride * s.stride * s.groups * ntile,
     )?;
-    let d1 = Dispatch::new(gpu, &k, &[&dy.buf, &wt.buf, &dx.buf, &params], groups)?;
+    let d1 = Dispatch::with_uploads(
+        gpu,
+        &k,
+        &[
+            read_res(&mdy, &dy.buf),
+            read_res(&mwt, &wt.buf),
+            Res::Buf(&dx.buf),
+            Res::Buf(&params),
+        ],
+        groups,
+        uploads,
+    )?;
     Ok(vec![d0, d1])
 }
 
@@ -993,15 +1094,23 @@ pub fn conv_backward_weights_with(
     let tn = tile.tn.div_ceil(v) * v;
     let tile = Tile { tn, ..tile };
     let dv = vec_width(cog).min(vec_width(tile.tm as usize));
+    let mut uploads = Vec::new();
+    let mx = mirror(gpu, x, tile.tex && v == 4, &mut uploads)?;
+    let mdy = mirror(gpu, dy, tile.tex && dv == 4, &mut uploads)?;
     let key = format!(
-        "conv_bwd_weights/tm{}_tn{}_wg{}_v{v}_d{dv}",
-        tile.tm, tile.tn, tile.wg
+        "conv_bwd_weights/tm{}_tn{}_wg{}_v{v}_d{dv}_t{}",
+        tile.tm, tile.tn, tile.wg, tile.tex
     );
     let k = gpu.kernel(&key, || {
         (
             bwd_weights_source(tile, v, dv),
             "main",
-            vec![Slot::Read, Slot::Read, Slot::ReadWrite, Slot::Uniform],
+            vec![
+                read_slot(&mx),
+                read_slot(&mdy),
+                Slot::ReadWrite,
+                Slot::Uniform,
+            ],
         )
     })?;
     let (nchunks, chunk) = weight_chunks(gpu, s, tile);
@@ -1028,7 +1137,18 @@ pub fn conv_backward_weights_with(
         ],
     ));
     let groups = grid_xz(nchunks * s.kh * s.kw * ctiles, tile.wg, s.groups * ntile)?;
-    let d0 = Dispatch::new(gpu, &k, &[&x.buf, &dy.buf, &part.buf, &params], groups)?;
+    let d0 = Dispatch::with_uploads(
+        gpu,
+        &k,
+        &[
+            read_res(&mx, &x.buf),
+            read_res(&mdy, &dy.buf),
+            Res::Buf(&part.buf),
+            Res::Buf(&params),
+        ],
+        groups,
+        uploads,
+    )?;
     let d1 = weights_reduce(gpu, &part, dw, nchunks, accumulate)?;
     Ok(vec![d0, d1])
 }

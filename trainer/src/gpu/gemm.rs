@@ -73,12 +73,14 @@ pub fn default_gemm_tile(gpu: &Gpu) -> Tile {
             tm: 16,
             tn: 16,
             wg: 8,
+            tex: false,
         }
     } else {
         Tile {
             tm: 4,
             tn: 4,
             wg: 64,
+            tex: false,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! and a `Recorder` that batches many dispatches into one submission.
 
 use super::context::Gpu;
+use super::texture::TexMirror;
 use anyhow::{anyhow, bail, Result};
 use std::sync::Arc;
 
@@ -14,6 +15,22 @@ pub enum Slot {
     ReadWrite,
     /// `var<uniform>` (shape parameters)
     Uniform,
+    /// `texture_2d<f32>` read with `textureLoad` (a `TexMirror` of a buffer)
+    Texture,
+}
+
+/// A resource bound to one slot.
+#[derive(Clone, Copy, Debug)]
+pub enum Res<'a> {
+    Buf(&'a wgpu::Buffer),
+    Tex(&'a wgpu::TextureView),
+}
+
+/// A buffer copied into its texture mirror right before a dispatch reads the mirror.
+#[derive(Clone, Debug)]
+pub struct Upload {
+    pub src: wgpu::Buffer,
+    pub mirror: Arc<TexMirror>,
 }
 
 /// A compiled compute pipeline with its bind-group layout.
@@ -63,6 +80,11 @@ impl Kernel {
                         has_dynamic_offset: false,
                         min_binding_size: None,
                     },
+                    Slot::Texture => wgpu::BindingType::Texture {
+                        sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                        view_dimension: wgpu::TextureViewDimension::D2,
+                        multisampled: false,
+                    },
                     Slot::Read | Slot::ReadWrite => wgpu::BindingType::Buffer {
                         ty: wgpu::BufferBindingType::Storage {
                             read_only: *s == Slot::Read,
@@ -111,22 +133,37 @@ impl Kernel {
     /// A bind group for `buffers`, in slot order. Build these once (at model build time), not
     /// per step.
     pub fn bind(&self, gpu: &Gpu, buffers: &[&wgpu::Buffer]) -> Result<wgpu::BindGroup> {
-        if buffers.len() != self.slots.len() {
+        let res: Vec<Res> = buffers.iter().map(|b| Res::Buf(b)).collect();
+        self.bind_res(gpu, &res)
+    }
+
+    /// A bind group for buffers and texture views, in slot order; each must suit its slot.
+    pub fn bind_res(&self, gpu: &Gpu, res: &[Res]) -> Result<wgpu::BindGroup> {
+        if res.len() != self.slots.len() {
             return Err(anyhow!(
-                "kernel {}: {} buffers bound, {} expected",
+                "kernel {}: {} resources bound, {} expected",
                 self.name,
-                buffers.len(),
+                res.len(),
                 self.slots.len()
             ));
         }
-        let entries: Vec<wgpu::BindGroupEntry> = buffers
-            .iter()
-            .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
+        let mut entries = Vec::with_capacity(res.len());
+        for (i, (r, slot)) in res.iter().zip(&self.slots).enumerate() {
+            let resource = match (r, slot) {
+                (Res::Tex(v), Slot::Texture) => wgpu::BindingResource::TextureView(v),
+                (Res::Buf(b), Slot::Read | Slot::ReadWrite | Slot::Uniform) => {
+                    b.as_entire_binding()
+                }
+                _ => bail!(
+                    "kernel {}: binding {i} is a {slot:?} slot, got {r:?}",
+                    self.name
+                ),
+            };
+            entries.push(wgpu::BindGroupEntry {
                 binding: i as u32,
-                resource: b.as_entire_binding(),
-            })
-            .collect();
+                resource,
+            });
+        }
         Ok(gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(&self.name),
             layout: &self.layout,
@@ -141,6 +178,8 @@ pub struct Dispatch {
     pub kernel: Arc<Kernel>,
     pub bind: wgpu::BindGroup,
     pub groups: [u32; 3],
+    /// Texture mirrors to refresh (in order) before the dispatch runs.
+    pub uploads: Vec<Upload>,
 }
 
 impl Dispatch {
@@ -155,6 +194,24 @@ impl Dispatch {
             kernel: kernel.clone(),
             bind: kernel.bind(gpu, buffers)?,
             groups,
+            uploads: Vec::new(),
+        })
+    }
+
+    /// Bind `res` (buffers and texture mirrors) to `kernel`; `uploads` refresh the mirrors from
+    /// their buffers each time the dispatch is recorded.
+    pub fn with_uploads(
+        gpu: &Gpu,
+        kernel: &Arc<Kernel>,
+        res: &[Res],
+        groups: [u32; 3],
+        uploads: Vec<Upload>,
+    ) -> Result<Dispatch> {
+        Ok(Dispatch {
+            kernel: kernel.clone(),
+            bind: kernel.bind_res(gpu, res)?,
+            groups,
+            uploads,
         })
     }
 }
@@ -240,8 +297,15 @@ impl Recorder<'_> {
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
     }
 
-    /// Queue a prepared dispatch.
+    /// Queue a prepared dispatch (after refreshing the texture mirrors it reads).
     pub fn run(&mut self, d: &Dispatch) {
+        if !d.uploads.is_empty() {
+            self.pass = None;
+            let enc = self.encoder.as_mut().expect("recorder used after submit");
+            for u in &d.uploads {
+                u.mirror.record_upload(enc, &u.src);
+            }
+        }
         self.dispatch(&d.kernel, &d.bind, d.groups);
     }
 

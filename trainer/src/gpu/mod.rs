@@ -3,6 +3,7 @@
 pub mod context;
 pub mod kernel;
 pub mod tensor;
+pub mod texture;
 // Step-size controllers (2fc, lstm), forward and backward.
 pub mod controller;
 // Convolution and matrix-multiply kernels with their tile tuning.
@@ -19,6 +20,7 @@ pub mod pool;
 pub mod reduce;
 
 pub use context::{list_adapters, Gpu};
-pub use kernel::{grid_1d, specialize, Dispatch, Kernel, Recorder, Slot};
+pub use kernel::{grid_1d, specialize, Dispatch, Kernel, Recorder, Res, Slot, Upload};
 pub use reduce::Op;
 pub use tensor::{BufferPool, Tensor};
+pub use texture::TexMirror;

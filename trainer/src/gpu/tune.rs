@@ -41,7 +41,12 @@ pub fn candidates_for(cpu: bool, pass: Pass, s: &ConvShape) -> Vec<Tile> {
         &[(8, 4, 64), (4, 8, 64)]
     };
     for &(tm, tn, wg) in extra {
-        let t = Tile { tm, tn, wg };
+        let t = Tile {
+            tm,
+            tn,
+            wg,
+            tex: d.tex,
+        };
         if !v.contains(&t) {
             v.push(t);
         }
