@@ -233,3 +233,137 @@ fn bwd_apply(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroup
         dx[j] = a * (gv - b - xhat * kk);
     }
 }
+
+// ---- vec4 variants (C % 4 == 0) for CPU adapters: the activations are read through rgba32float
+// texture mirrors (trainer/src/gpu/texture.rs; a storage-buffer load with a per-lane address
+// is a loop over the lanes on lavapipe), four channels per invocation, vec4 stores. Same math,
+// same summation order per channel as the scalar entries above. Operands a mode does not use
+// are bound to a texture that is read but ignored.
+
+//#entry stats_partial4
+@group(0) @binding(0) var x: texture_2d<f32>;
+@group(0) @binding(1) var<storage, read_write> part: array<vec4<f32>>;
+@group(0) @binding(2) var<uniform> p: P;
+fn tex4(i: u32) -> vec4<f32> { return textureLoad(x, vec2<u32>(i & 4095u, i >> 12u), 0); }
+@compute @workgroup_size(64)
+fn stats_partial4(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+    let c4 = p.C / 4u;
+    let i = g.x + g.y * nw.x * WG;
+    if (i >= p.nchunks * c4) { return; }
+    let q = i % c4;
+    let k = i / c4;
+    let shift = tex4(q);
+    let r0 = k * p.chunk;
+    let r1 = min(r0 + p.chunk, p.rows);
+    var s1 = vec4<f32>();
+    var s2 = vec4<f32>();
+    for (var r = r0; r < r1; r++) {
+        let d = tex4(r * c4 + q) - shift;
+        s1 += d;
+        s2 += d * d;
+    }
+    part[k * 2u * c4 + q] = s1;
+    part[k * 2u * c4 + c4 + q] = s2;
+}
+
+//#entry apply4
+@group(0) @binding(0) var x: texture_2d<f32>;
+@group(0) @binding(1) var<storage, read> affine: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> dt: array<vec4<f32>>;
+@group(0) @binding(3) var shortcut: texture_2d<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>;
+@group(0) @binding(5) var<uniform> p: P;
+fn tex4(t: texture_2d<f32>, i: u32) -> vec4<f32> { return textureLoad(t, vec2<u32>(i & 4095u, i >> 12u), 0); }
+@compute @workgroup_size(64)
+fn apply4(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+    let c4 = p.C / 4u;
+    let i = g.x + g.y * nw.x * WG;
+    if (i >= p.nchunks * c4) { return; }
+    let q = i % c4;
+    let k = i / c4;
+    let scale = affine[q];
+    let shift = affine[c4 + q];
+    var d = vec4<f32>(1.0);
+    if (MODE == 2u) { d = dt[q]; }
+    let r0 = k * p.chunk;
+    let r1 = min(r0 + p.chunk, p.rows);
+    for (var r = r0; r < r1; r++) {
+        let j = r * c4 + q;
+        var v = tex4(x, j) * scale + shift;
+        if (MODE == 2u) {
+            v = tex4(shortcut, j) + d * v;
+        }
+        if (MODE >= 1u) {
+            v = max(v, vec4<f32>());
+        }
+        y[j] = v;
+    }
+}
+
+//#entry bwd_partial4
+@group(0) @binding(0) var dy: texture_2d<f32>;
+@group(0) @binding(1) var x: texture_2d<f32>;
+@group(0) @binding(2) var<storage, read> saved_mean: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> saved_invstd: array<vec4<f32>>;
+@group(0) @binding(4) var ymask: texture_2d<f32>;
+@group(0) @binding(5) var<storage, read_write> part: array<vec4<f32>>;
+@group(0) @binding(6) var<uniform> p: P;
+fn tex4(t: texture_2d<f32>, i: u32) -> vec4<f32> { return textureLoad(t, vec2<u32>(i & 4095u, i >> 12u), 0); }
+@compute @workgroup_size(64)
+fn bwd_partial4(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+    let c4 = p.C / 4u;
+    let i = g.x + g.y * nw.x * WG;
+    if (i >= p.nchunks * c4) { return; }
+    let q = i % c4;
+    let k = i / c4;
+    let mean = saved_mean[q];
+    let inv = saved_invstd[q];
+    let r0 = k * p.chunk;
+    let r1 = min(r0 + p.chunk, p.rows);
+    var s1 = vec4<f32>();
+    var s2 = vec4<f32>();
+    for (var r = r0; r < r1; r++) {
+        let j = r * c4 + q;
+        var gv = tex4(dy, j);
+        if (MODE >= 1u) { gv = select(gv, vec4<f32>(), tex4(ymask, j) <= vec4<f32>()); }
+        s1 += gv;
+        s2 += gv * (tex4(x, j) - mean) * inv;
+    }
+    part[k * 2u * c4 + q] = s1;
+    part[k * 2u * c4 + c4 + q] = s2;
+}
+
+//#entry bwd_apply4
+@group(0) @binding(0) var dy: texture_2d<f32>;
+@group(0) @binding(1) var x: texture_2d<f32>;
+@group(0) @binding(2) var<storage, read> saved_mean: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> saved_invstd: array<vec4<f32>>;
+@group(0) @binding(4) var ymask: texture_2d<f32>;
+@group(0) @binding(5) var<storage, read> coef: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> dx: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read_write> dres: array<vec4<f32>>;
+@group(0) @binding(8) var<uniform> p: P;
+fn tex4(t: texture_2d<f32>, i: u32) -> vec4<f32> { return textureLoad(t, vec2<u32>(i & 4095u, i >> 12u), 0); }
+@compute @workgroup_size(64)
+fn bwd_apply4(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+    let c4 = p.C / 4u;
+    let i = g.x + g.y * nw.x * WG;
+    if (i >= p.nchunks * c4) { return; }
+    let q = i % c4;
+    let k = i / c4;
+    let mean = saved_mean[q];
+    let inv = saved_invstd[q];
+    let a = coef[q];
+    let b = coef[c4 + q];
+    let kk = coef[2u * c4 + q];
+    let r0 = k * p.chunk;
+    let r1 = min(r0 + p.chunk, p.rows);
+    for (var r = r0; r < r1; r++) {
+        let j = r * c4 + q;
+        var gv = tex4(dy, j);
+        if (MODE >= 1u) { gv = select(gv, vec4<f32>(), tex4(ymask, j) <= vec4<f32>()); }
+        if (MODE == 2u) { dres[j] = gv; }
+        let xhat = (tex4(x, j) - mean) * inv;
+        dx[j] = a * (gv - b - xhat * kk);
+    }
+}

@@ -117,8 +117,16 @@ fn check_grad(name: &str, gpu_g: &[f32], analytic: &[f64], numeric: &[f64], tol_
     );
 }
 
-const SHAPES: &[(usize, usize, usize, usize)] =
-    &[(1, 7, 7, 3), (3, 9, 9, 5), (3, 7, 9, 17), (1, 9, 7, 5)];
+/// Awkward channel counts, plus multiples of 4 (the vec4 texture-mirror BatchNorm on CPU
+/// adapters), one of them over 4096 texels so the mirror spans several rows.
+const SHAPES: &[(usize, usize, usize, usize)] = &[
+    (1, 7, 7, 3),
+    (3, 9, 9, 5),
+    (3, 7, 9, 17),
+    (1, 9, 7, 5),
+    (2, 9, 7, 8),
+    (3, 20, 20, 16),
+];
 
 #[test]
 fn every_shader_compiles() {
@@ -224,7 +232,7 @@ fn batchnorm_forward_train_and_infer() {
 fn batchnorm_backward_all_epilogues() {
     let mut rng = rng("batchnorm_backward");
     let g = gpu();
-    for &(n, h, w, c) in &SHAPES[..3] {
+    for &(n, h, w, c) in SHAPES {
         let s = BnShape::nhwc(n, h, w, c);
         println!("shape n{n} h{h} w{w} c{c}");
         let shape = [n, h, w, c];

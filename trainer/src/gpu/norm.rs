@@ -26,8 +26,9 @@
 //! `elementwise::shortcut_a_backward`).
 
 use super::reduce::{chunking, dummy, kernel, params, KernelSpec, Op, WG};
-use super::{grid_1d, Dispatch, Gpu, Slot, Tensor};
+use super::{grid_1d, Dispatch, Gpu, Res, Slot, Tensor, TexMirror, Upload};
 use anyhow::{ensure, Result};
+use std::sync::Arc;
 
 /// BatchNorm ε (docs/DESIGN.md).
 pub const BN_EPS: f32 = 1e-5;
@@ -85,7 +86,7 @@ pub enum BnGrad<'a> {
 }
 
 const SRC: &str = include_str!("../../../shaders/batchnorm.wgsl");
-use Slot::{Read as R, ReadWrite as W, Uniform as U};
+use Slot::{Read as R, ReadWrite as W, Texture as T, Uniform as U};
 
 /// Every kernel of `batchnorm.wgsl`.
 pub const KERNELS: &[KernelSpec] = &[
@@ -138,7 +139,58 @@ pub const KERNELS: &[KernelSpec] = &[
         modes: &[0, 1, 2],
         slots: &[R, R, R, R, R, R, W, W, U],
     },
+    // vec4 variants reading the activations through texture mirrors (`vec4_path`)
+    KernelSpec {
+        file: "batchnorm",
+        source: SRC,
+        entry: "stats_partial4",
+        modes: &[0],
+        slots: &[T, W, U],
+    },
+    KernelSpec {
+        file: "batchnorm",
+        source: SRC,
+        entry: "apply4",
+        modes: &[0, 1, 2],
+        slots: &[T, R, R, T, W, U],
+    },
+    KernelSpec {
+        file: "batchnorm",
+        source: SRC,
+        entry: "bwd_partial4",
+        modes: &[0, 1, 2],
+        slots: &[T, T, R, R, T, W, U],
+    },
+    KernelSpec {
+        file: "batchnorm",
+        source: SRC,
+        entry: "bwd_apply4",
+        modes: &[0, 1, 2],
+        slots: &[T, T, R, R, T, R, W, W, U],
+    },
 ];
+
+/// Whether `s` takes the vec4 entries that read activations through texture mirrors: on CPU
+/// adapters (where that is the fast load path) when the channels fill whole vec4s.
+fn vec4_path(gpu: &Gpu, s: &BnShape) -> bool {
+    gpu.is_cpu() && s.channels % 4 == 0
+}
+
+/// A texture mirror of `t`, refreshed by `uploads` (recorded before the first dispatch that
+/// reads it).
+fn mirror(gpu: &Gpu, t: &Tensor, uploads: &mut Vec<Upload>) -> Result<Arc<TexMirror>> {
+    let m = Arc::new(gpu.tex_mirror(t.len())?);
+    uploads.push(Upload {
+        src: t.buf.clone(),
+        mirror: m.clone(),
+    });
+    Ok(m)
+}
+
+/// A 4-float placeholder for unused vec4 bindings (a vec4 array needs 16 bytes).
+fn dummy4(gpu: &Gpu) -> wgpu::Buffer {
+    gpu.zeros(&[4]).buf
+}
 
 fn check(name: &str, t: &Tensor, want: usize) -> Result<()> {
     ensure!(
@@ -165,12 +217,14 @@ fn bn_params(s: &BnShape) -> (u32, u32, [u32; 8]) {
     (chunk, nchunks, words)
 }
 
-/// The `apply` dispatch shared by the training and inference forwards.
+/// The `apply` dispatch shared by the training and inference forwards; `xm` is x's texture
+/// mirror when an earlier dispatch of the op already refreshes one.
 #[allow(clippy::too_many_arguments)]
 fn apply(
     gpu: &Gpu,
     s: &BnShape,
     x: &Tensor,
+    xm: Option<Arc<TexMirror>>,
     affine: &wgpu::Buffer,
     y: &Tensor,
     epi: Epilogue,
@@ -186,6 +240,35 @@ fn apply(
             (2, Some(&dt.buf), Some(&shortcut.buf))
         }
     };
+    if vec4_path(gpu, s) {
+        let mut uploads = Vec::new();
+        let xm = match xm {
+            Some(m) => m,
+            None => mirror(gpu, x, &mut uploads)?,
+        };
+        let scm = match epi {
+            Epilogue::ResidualRelu { shortcut, .. } => mirror(gpu, shortcut, &mut uploads)?,
+            _ => xm.clone(),
+        };
+        let d1 = dummy4(gpu);
+        let k = kernel(gpu, KERNELS, "apply4", mode)?;
+        let disp = Dispatch::with_uploads(
+            gpu,
+            &k,
+            &[
+                Res::Tex(&xm.view),
+                Res::Buf(affine),
+                Res::Buf(dt.unwrap_or(&d1)),
+                Res::Tex(&scm.view),
+                Res::Buf(&y.buf),
+                Res::Buf(p),
+            ],
+            grid_1d(chunking(s.rows, s.channels).1 as usize * s.channels / 4, WG),
+            uploads,
+        )?;
+        scratch.push(d1);
+        return Ok(disp);
+    }
     let d1 = dummy(gpu);
     let d2 = dummy(gpu);
     let k = kernel(gpu, KERNELS, "apply", mode)?;
@@ -240,14 +323,30 @@ pub fn batchnorm_train_forward(
     let p = params(gpu, words);
     let part = gpu.zeros(&[nchunks as usize * 2 * c]).buf;
     let affine = gpu.zeros(&[2 * c]).buf;
-    let k1 = kernel(gpu, KERNELS, "stats_partial", 0)?;
     let k2 = kernel(gpu, KERNELS, "stats_finalize", 0)?;
-    let d1 = Dispatch::new(
-        gpu,
-        &k1,
-        &[&x.buf, &part, &p],
-        grid_1d(nchunks as usize * c, WG),
-    )?;
+    let mut xm = None;
+    let d1 = if vec4_path(gpu, s) {
+        let mut uploads = Vec::new();
+        let m = mirror(gpu, x, &mut uploads)?;
+        let k1 = kernel(gpu, KERNELS, "stats_partial4", 0)?;
+        let d = Dispatch::with_uploads(
+            gpu,
+            &k1,
+            &[Res::Tex(&m.view), Res::Buf(&part), Res::Buf(&p)],
+            grid_1d(nchunks as usize * c / 4, WG),
+            uploads,
+        )?;
+        xm = Some(m);
+        d
+    } else {
+        let k1 = kernel(gpu, KERNELS, "stats_partial", 0)?;
+        Dispatch::new(
+            gpu,
+            &k1,
+            &[&x.buf, &part, &p],
+            grid_1d(nchunks as usize * c, WG),
+        )?
+    };
     let d2 = Dispatch::new(
         gpu,
         &k2,
@@ -266,7 +365,7 @@ pub fn batchnorm_train_forward(
         grid_1d(c, WG),
     )?;
     let mut scratch = Vec::new();
-    let d3 = apply(gpu, s, x, &affine, y, epi, &p, &mut scratch)?;
+    let d3 = apply(gpu, s, x, xm, &affine, y, epi, &p, &mut scratch)?;
     scratch.extend([p, part, affine]);
     Ok(Op {
         dispatches: vec![d1, d2, d3],
@@ -317,7 +416,7 @@ pub fn batchnorm_infer_forward(
         grid_1d(c, WG),
     )?;
     let mut scratch = Vec::new();
-    let d2 = apply(gpu, s, x, &affine, y, epi, &p, &mut scratch)?;
+    let d2 = apply(gpu, s, x, None, &affine, y, epi, &p, &mut scratch)?;
     scratch.extend([p, affine]);
     Ok(Op {
         dispatches: vec![d1, d2],
@@ -383,23 +482,7 @@ pub fn batchnorm_backward(
     let p = params(gpu, words);
     let part = gpu.zeros(&[nchunks as usize * 2 * c]).buf;
     let coef = gpu.zeros(&[3 * c]).buf;
-    let k1 = kernel(gpu, KERNELS, "bwd_partial", mode)?;
     let k2 = kernel(gpu, KERNELS, "bwd_finalize", if mode == 2 { 2 } else { 0 })?;
-    let k3 = kernel(gpu, KERNELS, "bwd_apply", mode)?;
-    let d1 = Dispatch::new(
-        gpu,
-        &k1,
-        &[
-            &dy.buf,
-            &x.buf,
-            &saved_mean.buf,
-            &saved_invstd.buf,
-            ymask,
-            &part,
-            &p,
-        ],
-        grid_1d(nchunks as usize * c, WG),
-    )?;
     let d2 = Dispatch::new(
         gpu,
         &k2,
@@ -416,6 +499,71 @@ pub fn batchnorm_backward(
             &p,
         ],
         grid_1d(c, WG),
+    )?;
+    if vec4_path(gpu, s) {
+        let mut uploads = Vec::new();
+        let dym = mirror(gpu, dy, &mut uploads)?;
+        let xm = mirror(gpu, x, &mut uploads)?;
+        let ym = match grad {
+            BnGrad::Relu { y } | BnGrad::ResidualRelu { y, .. } => mirror(gpu, y, &mut uploads)?,
+            BnGrad::None => dym.clone(),
+        };
+        let dres4 = dummy4(gpu);
+        let dres = if mode == 2 { dres } else { &dres4 };
+        let k1 = kernel(gpu, KERNELS, "bwd_partial4", mode)?;
+        let k3 = kernel(gpu, KERNELS, "bwd_apply4", mode)?;
+        let d1 = Dispatch::with_uploads(
+            gpu,
+            &k1,
+            &[
+                Res::Tex(&dym.view),
+                Res::Tex(&xm.view),
+                Res::Buf(&saved_mean.buf),
+                Res::Buf(&saved_invstd.buf),
+                Res::Tex(&ym.view),
+                Res::Buf(&part),
+                Res::Buf(&p),
+            ],
+            grid_1d(nchunks as usize * c / 4, WG),
+            uploads,
+        )?;
+        let d3 = Dispatch::with_uploads(
+            gpu,
+            &k3,
+            &[
+                Res::Tex(&dym.view),
+                Res::Tex(&xm.view),
+                Res::Buf(&saved_mean.buf),
+                Res::Buf(&saved_invstd.buf),
+                Res::Tex(&ym.view),
+                Res::Buf(&coef),
+                Res::Buf(&dx.buf),
+                Res::Buf(dres),
+                Res::Buf(&p),
+            ],
+            grid_1d(chunking(s.rows, s.channels).1 as usize * c / 4, WG),
+            Vec::new(),
+        )?;
+        return Ok(Op {
+            dispatches: vec![d1, d2, d3],
+            scratch: vec![p, part, coef, dm, ddt_dummy, dres_dummy, dt_dummy, dres4],
+        });
+    }
+    let k1 = kernel(gpu, KERNELS, "bwd_partial", mode)?;
+    let k3 = kernel(gpu, KERNELS, "bwd_apply", mode)?;
+    let d1 = Dispatch::new(
+        gpu,
+        &k1,
+        &[
+            &dy.buf,
+            &x.buf,
+            &saved_mean.buf,
+            &saved_invstd.buf,
+            ymask,
+            &part,
+            &p,
+        ],
+        grid_1d(nchunks as usize * c, WG),
     )?;
     let d3 = Dispatch::new(
         gpu,
