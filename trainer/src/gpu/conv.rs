@@ -216,10 +216,12 @@ pub fn default_tile_for(cpu: bool, pass: Pass, s: &ConvShape) -> Tile {
     let (cg, cog) = (s.cin / s.groups, s.cout / s.groups);
     let fit = |t: u32, c: usize| t.min((c as u32).next_power_of_two()).max(1);
     if cpu {
-        // Measured on lavapipe (same-run A/B, ResNet-20 shapes at batch 128): 16 pixels ×
-        // 32 channels beats 16×16 by 3–10% once there are 32+ channels to tile; the RGB stem
-        // (scalar loads, 3 channels per tap) wants 32 pixels per invocation (2x over 16).
-        let tm = if cg < 4 { 32 } else { 16 };
+        // Measured on lavapipe with texture operands (`bench kernels --versus`, alternating
+        // runs, ResNet-20 shapes at batch 128): 32 pixels per invocation beat 16 for the
+        // forward and backward-to-input at every shape (time ratios 0.80–0.93; 16->16:
+        // 32×16 0.89–0.92, 64×16 0.84–0.90 but a larger shader), and 32 channels beat 16 once
+        // there are 32+ to tile; the RGB stem (scalar loads) also wants 32 pixels.
+        let tm = 32;
         if row_kernel(s) {
             // Row kernels (RGB stem), measured on lavapipe (same-run A/B, batch 128, 30 reps):
             // forward 32 pixels of a row × 16 output channels (vs 16×16: 17–24 ms against
@@ -253,12 +255,10 @@ pub fn default_tile_for(cpu: bool, pass: Pass, s: &ConvShape) -> Tile {
                 wg: 8,
                 tex: true,
             },
-            // Strided with up to 16 input channels (ResNet-20's 16->32 s2): 32 pixels, so the
-            // few taps each phase has (2.25 on average for 3×3 stride 2) reload the weights
-            // half as often (same-run A/B, 8 alternating rounds of 30 reps: median 41 ms vs
-            // 55 ms for 16×16).
+            // Strided, 32 pixels also let the few taps of each phase (2.25 on average for 3×3
+            // stride 2) reload the weights half as often.
             Pass::BackwardData => Tile {
-                tm: if s.stride > 1 && cg <= 16 { 32 } else { 16 },
+                tm,
                 tn: fit(32, cg),
                 wg: 8,
                 tex: true,
