@@ -72,6 +72,7 @@ const FWD: &str = include_str!("../../../shaders/conv_fwd.wgsl");
 const WTRANS: &str = include_str!("../../../shaders/conv_wtrans.wgsl");
 const BWD_DATA: &str = include_str!("../../../shaders/conv_bwd_data.wgsl");
 const BWD_W: &str = include_str!("../../../shaders/conv_bwd_weights.wgsl");
+const BWD_W_DOT: &str = include_str!("../../../shaders/conv_bwd_weights_dot.wgsl");
 const BWD_W_REDUCE: &str = include_str!("../../../shaders/conv_bwd_weights_reduce.wgsl");
 const FWD_ROW: &str = include_str!("../../../shaders/conv_fwd_row.wgsl");
 const BWD_W_ROW: &str = include_str!("../../../shaders/conv_bwd_weights_row.wgsl");
@@ -543,6 +544,95 @@ pub(crate) fn bwd_weights_source(tile: Tile, v: u32, dv: u32) -> String {
     );
     let body = specialize(&body, &[("TM", tm), ("TNV", tnv), ("WG", tile.wg)]);
     format!("{}\n{body}", prelude(v))
+}
+
+/// Backward-to-weights source in dot-product form (`conv_bwd_weights_dot.wgsl`): `tile.tm`
+/// output × `tile.tn` input channels (both multiples of 4), 4 pixels per iteration.
+pub(crate) fn bwd_weights_dot_source(tile: Tile) -> String {
+    let (tm, tn) = (tile.tm, tile.tn);
+    let comp = ["x", "y", "z", "w"];
+    let mut setup = rep(
+        tm / 4,
+        "    let dyo$i = (g * p.cog + min(co0 + $iu * 4u, p.cog - 4u)) / 4u;\n",
+    );
+    setup += &rep(
+        tn / 4,
+        "    let xo$i = g * p.cg + min(ci0 + $iu * 4u, p.cg - 4u);\n",
+    );
+    setup += &rep2(tm, tn, "    var acc$i_$j = 0.0;\n");
+    let mut pix = String::new();
+    for k in 0..4 {
+        pix += &format!(
+            "        let pv{k} = q + {k}u < p1;\n        \
+             let iy{k} = i32(oy) * s - i32(p.pad) + i32(ky);\n        \
+             let ix{k} = i32(ox) * s - i32(p.pad) + i32(kx);\n        \
+             let ok{k} = pv{k} && iy{k} >= 0 && iy{k} < i32(p.h) && ix{k} >= 0 && ix{k} < i32(p.w);\n        \
+             let xb{k} = select(0u, ((n * p.h + u32(iy{k})) * p.w + u32(ix{k})) * p.cin, ok{k});\n        \
+             let xm{k} = select(0.0, 1.0, ok{k});\n        \
+             let db{k} = select(0u, (q + {k}u) * cq, pv{k});\n        \
+             let dm{k} = select(0.0, 1.0, pv{k});\n        \
+             ox += 1u;\n        \
+             if (ox == p.wo) {{ ox = 0u; oy += 1u; if (oy == p.ho) {{ oy = 0u; n += 1u; }} }}\n"
+        );
+    }
+    let mut body = String::new();
+    for k in 0..4 {
+        body += &rep(
+            tm / 4,
+            &format!("        let d$i_{k} = ld_dy(db{k} + dyo$i) * dm{k};\n"),
+        );
+        body += &rep(
+            tn / 4,
+            &format!("        let x$i_{k} = ld_x((xb{k} + xo$i) / 4u) * xm{k};\n"),
+        );
+    }
+    for m in 0..tm {
+        let (i, e) = (m / 4, comp[(m % 4) as usize]);
+        body += &format!(
+            "        let a{m} = vec4<f32>(d{i}_0.{e}, d{i}_1.{e}, d{i}_2.{e}, d{i}_3.{e});\n"
+        );
+    }
+    for nn in 0..tn {
+        let (j, f) = (nn / 4, comp[(nn % 4) as usize]);
+        body += &format!(
+            "        let b{nn} = vec4<f32>(x{j}_0.{f}, x{j}_1.{f}, x{j}_2.{f}, x{j}_3.{f});\n"
+        );
+    }
+    body += &rep2(tm, tn, "        acc$i_$j = mac(acc$i_$j, a$i, b$j);\n");
+    let mut store = String::new();
+    for m in 0..tm {
+        for j in 0..tn / 4 {
+            store += &format!(
+                "    if (co0 + {m}u < p.cog && ci0 + {c}u < p.cg) {{\n        \
+                 part[(((chunk * p.cout + g * p.cog + co0 + {m}u) * khw + tap) * p.cg + ci0 + {c}u) / 4u] = \
+                 vec4<f32>(acc{m}_{c}, acc{m}_{c1}, acc{m}_{c2}, acc{m}_{c3});\n    }}\n",
+                c = 4 * j,
+                c1 = 4 * j + 1,
+                c2 = 4 * j + 2,
+                c3 = 4 * j + 3
+            );
+        }
+    }
+    let body = blocks(
+        BWD_W_DOT,
+        &[
+            ("X_DECL", operand_decl(0, "x", "VT", tile.tex)),
+            ("DY_DECL", operand_decl(1, "dy", "vec4<f32>", tile.tex)),
+            ("SETUP", setup),
+            ("PIX", pix),
+            ("BODY", body),
+            ("STORE", store),
+        ],
+    );
+    let body = specialize(&body, &[("TM", tm), ("TN", tn), ("WG", tile.wg)]);
+    format!("{}\n{body}", prelude(4))
+}
+
+/// Whether the backward-to-weights takes the dot-product form: both channel axes and the tile
+/// in whole vec4s.
+fn dot_form(s: &ConvShape, tile: Tile) -> bool {
+    let (cg, cog) = (s.cin / s.groups, s.cout / s.groups);
+    vec_width(cg) == 4 && vec_width(cog) == 4 && tile.tm % 4 == 0 && tile.tn % 4 == 0
 }
 
 /// Whether `s` goes to the row kernels (`conv_fwd_row.wgsl`, `conv_bwd_weights_row.wgsl`) when
@@ -1094,16 +1184,21 @@ pub fn conv_backward_weights_with(
     let tn = tile.tn.div_ceil(v) * v;
     let tile = Tile { tn, ..tile };
     let dv = vec_width(cog).min(vec_width(tile.tm as usize));
+    let dot = dot_form(s, tile);
     let mut uploads = Vec::new();
     let mx = mirror(gpu, x, tile.tex && v == 4, &mut uploads)?;
     let mdy = mirror(gpu, dy, tile.tex && dv == 4, &mut uploads)?;
     let key = format!(
-        "conv_bwd_weights/tm{}_tn{}_wg{}_v{v}_d{dv}_t{}",
+        "conv_bwd_weights/tm{}_tn{}_wg{}_v{v}_d{dv}_t{}_dot{dot}",
         tile.tm, tile.tn, tile.wg, tile.tex
     );
     let k = gpu.kernel(&key, || {
         (
-            bwd_weights_source(tile, v, dv),
+            if dot {
+                bwd_weights_dot_source(tile)
+            } else {
+                bwd_weights_source(tile, v, dv)
+            },
             "main",
             vec![
                 read_slot(&mx),
