@@ -264,8 +264,11 @@ pub fn default_tile_for(cpu: bool, pass: Pass, s: &ConvShape) -> Tile {
                 wg: 8,
                 tex: true,
             },
+            // Dot form (`conv_bwd_weights_dot.wgsl`): 32 output channels once there are 32+
+            // input channels too (time ratios 0.87–0.92 against 16 at ResNet-20's 32- and
+            // 64-channel shapes; 1.05, i.e. noise, for 16->32).
             Pass::BackwardWeights => Tile {
-                tm: fit(16, cog),
+                tm: if cg >= 32 { fit(32, cog) } else { fit(16, cog) },
                 tn: fit(32, cg),
                 wg: 8,
                 tex: true,
