@@ -32,34 +32,38 @@
 //! of 4 (`Cin/G` for forward and backward-to-weights, `Cout/G` for backward-to-input), scalar
 //! otherwise (the RGB stem); the two preludes `conv_vec4.wgsl` / `conv_scalar.wgsl` define it.
 //!
+//! Operand source (`Tile::tex`): on CPU adapters the big operands are read through
+//! `rgba32float` texture mirrors (`crate::gpu::texture`) when their channel axis is vec4. On
+//! lavapipe a storage-buffer load whose address differs per lane becomes a loop over the SIMD
+//! lanes with a branch per component, a `textureLoad` a vectorised fetch; the mirror costs one
+//! memcpy-like upload per dispatch. GPUs read storage buffers.
+//!
 //! # What limits each kernel (lavapipe; see `trainer bench kernels`)
-//! All three are barrier-free register-blocked GEMMs whose cost on a CPU adapter is per-lane
-//! gathers (one per vec4 of the operand whose address differs per invocation) against FMAs on
-//! the register tile, which spills to the stack at these sizes. The tile is written out as
-//! named scalars by the host: lavapipe lowers dynamically indexed private arrays to
-//! compare-and-select chains (7x slower).
-//! - forward: 1 vec4 gather of x per pixel per 4 input channels, feeding `tn`·4 FMAs; weight
-//!   loads are workgroup-uniform. With 16 channels per group the tile is 16×16, so half the
-//!   FMAs per gather of the 32-channel shapes.
-//! - backward-to-input: same structure along Cout over the taps that hit an output pixel
+//! All three are barrier-free register-blocked GEMMs whose cost on a CPU adapter is operand
+//! fetches (one per vec4, per lane) against FMAs on the register tile, which spills to the
+//! stack at these sizes. The tile is written out as named scalars by the host: lavapipe lowers
+//! dynamically indexed private arrays to compare-and-select chains (7x slower).
+//! - forward: per 4 input channels and tap, `tm` x fetches and `tn` weight fetches (the same
+//!   address in every lane, still fetched lane by lane) feed `tm·tn` 4-term dots into scalar
+//!   accumulators. 32 pixels × up to 32 channels; with 16 output channels the weight fetches
+//!   are amortised over half the FMAs, so the 16-channel stage is the slowest (~60% of the
+//!   32/64-channel shapes' GFLOP/s).
+//! - backward-to-input: same structure along Cout over the taps that hit an input pixel
 //!   (phase split for stride 2, so no wasted taps); plus a tiny weight re-layout dispatch.
-//!   Strided, each phase has few taps (2.25 on average for 3×3 stride 2), so a pixel's
-//!   accumulators take few FMAs per setup; 32-pixel tiles for up to 16 channels help there.
-//! - backward-to-weights: per pixel, `tn/4` vec4 gathers of x and `tm/4` of dy for `tm·tn`
-//!   FMAs (twice the gathers per FMA of the forward), plus the chunk reduction (reads
-//!   `nchunks`·|W| floats).
+//! - backward-to-weights: split-K over pixel chunks, then an in-order chunk reduction (reads
+//!   `nchunks`·|W| floats). With vec4 channel axes the dot form (`conv_bwd_weights_dot.wgsl`):
+//!   4 pixels per iteration, transposed in registers, one dot per scalar accumulator (the
+//!   outer-product form, `conv_bwd_weights.wgsl`, for other channel counts, loads and stores a
+//!   spilled vec4 accumulator per vec4 FMA: 1.2–1.3x slower).
 //! - the RGB stem (3 input channels, stride 1; `row_kernel`) has its own forward and
 //!   backward-to-weights (`conv_fwd_row.wgsl`, `conv_bwd_weights_row.wgsl`): per kernel row, the
 //!   input pixels a segment of one output row touches are one contiguous NHWC run, loaded once
 //!   as vec4s and reused by every horizontal tap; weights (forward, re-laid out
-//!   `[kh][kw][Cin][Cout]`) and dy (dW) are vec4 along output channels. Forward ~12 idle
-//!   GFLOP/s (was 4–6): per kernel row, 36 workgroup-uniform weight vec4 loads and ~27 x
-//!   gathers feed 1152 vec4 FMAs on a 32×16 tile that spills; fewer loads per FMA than the
-//!   32-channel shapes yet slower, so spills and code size (the body is unrolled over
-//!   pixels × taps × channels) rather than loads look like its limit (reordering the body so
-//!   each accumulator takes its 9 FMAs in a row measured no better). dW 10–20 idle GFLOP/s
-//!   (was ~5): per pixel 4 dy vec4 gathers feed 36 vec4 FMAs on 36 vec4 accumulators. The stem's dX still takes the scalar general path (training never
-//!   runs it: the image needs no gradient).
+//!   `[kh][kw][Cin][Cout]`) and dy (dW) are vec4 along output channels. Its operands are still
+//!   storage buffers. Forward ~10–12 GFLOP/s: the 32×16 tile body is unrolled over pixels ×
+//!   taps × channels, and spills and code size rather than loads look like its limit. The
+//!   stem's dX takes the scalar general path (training never runs it: the image needs no
+//!   gradient).
 
 use super::texture::operand_decl;
 use super::{grid_1d, specialize, Dispatch, Gpu, Res, Slot, Tensor, Upload};
