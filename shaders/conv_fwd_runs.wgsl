@@ -1,0 +1,56 @@
+// Convolution forward for stride 1 with vec4 channels, reusing each input fetch across the
+// kernel's horizontal taps. Host side and selection (`runs_ok`): trainer/src/gpu/conv.rs.
+// Reference: trainer/src/reference/conv.rs.
+//
+// y[n,oy,ox,co] = bias[co] + Σ_{ky,kx,ci} x[n, oy−pad+ky, ox−pad+kx, g·Cg+ci] · w[co,ky,kx,ci]
+// Same implicit GEMM and register tile as conv_fwd.wgsl (TM pixels × TN output channels of one
+// group, dot products into scalar accumulators), but the TM pixels are S row segments of L
+// consecutive pixels (L = min(TM, Wo)), and per kernel row ky and 4 input channels each
+// segment fetches its L + KW − 1 input pixels once for all KW horizontal taps: about KW times
+// fewer x fetches than one fetch per pixel and tap.
+// Template: TM, TN, WG, KW; prelude (conv_vec4) defines VT, V, mac. Generated blocks: PIXELS
+// (segments), SETUP (weight rows, accumulators), ROW (addresses of each run for this ky),
+// BODY (fetches, taps, dots), STORE.
+struct P {
+    n: u32, h: u32, w: u32, cin: u32,
+    cout: u32, kh: u32, kw: u32, stride: u32,
+    pad: u32, groups: u32, ho: u32, wo: u32,
+    cg: u32, cog: u32, m: u32, ntile: u32,
+    has_bias: u32, _p0: u32, _p1: u32, _p2: u32,
+}
+const TM: u32 = {{TM}}u;
+const TN: u32 = {{TN}}u;
+const WG: u32 = {{WG}}u;
+const KW: u32 = {{KW}}u;
+
+// x, wt: storage arrays or texture mirrors (trainer/src/gpu/texture.rs), read with ld_x / ld_wt.
+{{X_DECL}}
+{{W_DECL}}
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<uniform> p: P;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let m0 = ((wid.x + wid.z * nwg.x) * WG + li) * TM;
+    if (m0 >= p.m) { return; }
+    let g = wid.y / p.ntile;
+    let co0 = (wid.y % p.ntile) * TN;
+    // Per segment s: sv{s} in range, nb{s} = n·H, oy{s}, ox{s} its first column; colok{s}_{e}:
+    // input column ox{s} − pad + e inside the image.
+{{PIXELS}}
+    let ksz = KW * p.kh * p.cg;
+    // wb{j}: weight row of output channel co0 + j (clamped); acc{i}_{j}: the register tile.
+{{SETUP}}
+    let cbase = g * p.cg;
+    for (var ky = 0u; ky < p.kh; ky++) {
+        // xa{s}_{e}: input offset of run element e of segment s (0 outside), xm{s}_{e}: 1 or 0.
+{{ROW}}
+        let wrow = ky * KW * p.cg;
+        for (var c = 0u; c < p.cg; c += V) {
+{{BODY}}
+        }
+    }
+{{STORE}}
+}
