@@ -522,6 +522,24 @@ pub(crate) fn fwd_runs_source(s: &ConvShape, tile: Tile) -> String {
     format!("{}\n{src}", prelude(4))
 }
 
+/// For a stride-1 square conv without groups, the forward conv over dy that computes dX:
+/// `dx = conv(dy, w')` with `w'[ci][ky][kx][co] = w[co][k−1−ky][k−1−kx][ci]` and padding
+/// `k − 1 − pad` (its output is H × W again).
+fn dx_as_forward(s: &ConvShape) -> Option<ConvShape> {
+    (s.stride == 1 && s.groups == 1 && s.kh == s.kw && s.pad < s.kh).then(|| ConvShape {
+        n: s.n,
+        h: s.out_h(),
+        w: s.out_w(),
+        cin: s.cout,
+        cout: s.cin,
+        kh: s.kh,
+        kw: s.kw,
+        stride: 1,
+        pad: s.kh - 1 - s.pad,
+        groups: 1,
+    })
+}
+
 /// Backward-to-input source for a `tm × tn` register tile, vector width `v`.
 pub(crate) fn bwd_data_source(tile: Tile, v: u32) -> String {
     let (tm, tn) = (tile.tm, tile.tn);
@@ -940,6 +958,12 @@ pub(crate) fn bwd_weights_row_source(s: &ConvShape, tile: Tile) -> String {
 /// The weight re-layout OHWI → `[G][kh][kw][Cg][Cog]` into a fresh scratch tensor, and its
 /// dispatch.
 fn wtrans(gpu: &Gpu, s: &ConvShape, w: &Tensor) -> Result<(Tensor, Dispatch)> {
+    wtrans_mode(gpu, s, w, false)
+}
+
+/// `wtrans`, or with `flip` (groups 1) the mirrored OHWI weights `[Cin][kh][kw][Cout]` of the
+/// forward conv over dy that computes a stride-1 dX.
+fn wtrans_mode(gpu: &Gpu, s: &ConvShape, w: &Tensor, flip: bool) -> Result<(Tensor, Dispatch)> {
     let (cg, cog) = (s.cin / s.groups, s.cout / s.groups);
     let wt = gpu.zeros(&[w.len()]);
     let kt = gpu.kernel("conv_wtrans", || {
@@ -949,7 +973,16 @@ fn wtrans(gpu: &Gpu, s: &ConvShape, w: &Tensor) -> Result<(Tensor, Dispatch)> {
             vec![Slot::Read, Slot::ReadWrite, Slot::Uniform],
         )
     })?;
-    let pt = gpu.uniform(&[u(w.len()), u(s.kh * s.kw), u(cg), u(cog)]);
+    let pt = gpu.uniform(&[
+        u(w.len()),
+        u(s.kh * s.kw),
+        u(cg),
+        u(cog),
+        flip as u32,
+        0,
+        0,
+        0,
+    ]);
     let d = Dispatch::new(gpu, &kt, &[&w.buf, &wt.buf, &pt], grid_1d(w.len(), 64))?;
     Ok((wt, d))
 }
@@ -1208,6 +1241,14 @@ pub fn conv_backward_data_with(
     check_len("w", w, s.w_shape().iter().product())?;
     check_len("dx", dx, s.x_shape().iter().product())?;
     let (cg, cog) = (s.cin / s.groups, s.cout / s.groups);
+    if let Some(f) = dx_as_forward(s).filter(|f| runs_ok(f, tile)) {
+        // Stride 1: dX is the forward conv over dy with mirrored, transposed weights, which
+        // the row-run forward kernel computes with fewer fetches.
+        let (wf, d0) = wtrans_mode(gpu, s, w, true)?;
+        let mut ds = vec![d0];
+        ds.extend(conv_forward_with(gpu, &f, tile, dy, &wf, None, dx)?);
+        return Ok(ds);
+    }
     let (wt, d0) = wtrans(gpu, s, w)?;
 
     let v = vec_width(cog);
