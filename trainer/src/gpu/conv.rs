@@ -428,11 +428,7 @@ pub(crate) fn fwd_source(tile: Tile, v: u32) -> String {
 /// are left to the general kernel.
 fn runs_ok(s: &ConvShape, tile: Tile) -> bool {
     let (tm, wo) = (tile.tm as usize, s.out_w());
-    s.stride == 1
-        && vec_width(s.cin / s.groups) == 4
-        && tile.tex
-        && s.kw <= 7
-        && wo % tm == 0
+    s.stride == 1 && vec_width(s.cin / s.groups) == 4 && tile.tex && s.kw <= 7 && wo % tm == 0
 }
 
 /// Row-run forward source (`conv_fwd_runs.wgsl`) for `s` (checked by `runs_ok`).
@@ -451,9 +447,8 @@ pub(crate) fn fwd_runs_source(s: &ConvShape, tile: Tile) -> String {
             sg * l
         );
         for e in 0..run {
-            pixels += &format!(
-                "    let colok{sg}_{e} = ox{sg} + {e} >= 0 && ox{sg} + {e} < i32(p.w);\n"
-            );
+            pixels +=
+                &format!("    let colok{sg}_{e} = ox{sg} + {e} >= 0 && ox{sg} + {e} < i32(p.w);\n");
         }
     }
     let setup = rep(
@@ -478,9 +473,8 @@ pub(crate) fn fwd_runs_source(s: &ConvShape, tile: Tile) -> String {
     let mut body = String::new();
     for sg in 0..segs {
         for e in 0..run {
-            body += &format!(
-                "            let v{sg}_{e} = ld_x((xa{sg}_{e} + c) / V) * xm{sg}_{e};\n"
-            );
+            body +=
+                &format!("            let v{sg}_{e} = ld_x((xa{sg}_{e} + c) / V) * xm{sg}_{e};\n");
         }
     }
     for kx in 0..kw {
@@ -760,7 +754,10 @@ pub(crate) fn bwd_weights_dot_source(tile: Tile) -> String {
 /// in whole vec4s.
 fn dot_form(s: &ConvShape, tile: Tile) -> bool {
     let (cg, cog) = (s.cin / s.groups, s.cout / s.groups);
-    vec_width(cg) == 4 && vec_width(cog) == 4 && tile.tm % 4 == 0 && tile.tn % 4 == 0
+    vec_width(cg) == 4
+        && vec_width(cog) == 4
+        && vec_width(tile.tm as usize) == 4
+        && vec_width(tile.tn as usize) == 4
 }
 
 /// Whether `s` goes to the row kernels (`conv_fwd_row.wgsl`, `conv_bwd_weights_row.wgsl`) when

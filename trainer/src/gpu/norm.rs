@@ -173,7 +173,7 @@ pub const KERNELS: &[KernelSpec] = &[
 /// Whether `s` takes the vec4 entries that read activations through texture mirrors: on CPU
 /// adapters (where that is the fast load path) when the channels fill whole vec4s.
 fn vec4_path(gpu: &Gpu, s: &BnShape) -> bool {
-    gpu.is_cpu() && s.channels % 4 == 0
+    gpu.is_cpu() && super::conv::vec_width(s.channels) == 4
 }
 
 /// A texture mirror of `t`, refreshed by `uploads` (recorded before the first dispatch that

@@ -28,7 +28,7 @@ impl Gpu {
     /// A texture able to mirror `floats` floats (a multiple of 4).
     pub fn tex_mirror(&self, floats: usize) -> Result<TexMirror> {
         ensure!(
-            floats % 4 == 0 && floats > 0,
+            super::conv::vec_width(floats) == 4 && floats > 0,
             "texture mirror: {floats} floats is not a positive multiple of 4"
         );
         let texels = floats / 4;
