@@ -25,8 +25,9 @@ const TP: u32 = {{TP}}u;
 const WG: u32 = {{WG}}u;
 const CIN: u32 = {{CIN}}u;
 
-@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> dy: array<vec4<f32>>;
+// x, dy: storage arrays or texture mirrors (trainer/src/gpu/texture.rs), read with ld_x / ld_dy.
+{{X_DECL}}
+{{DY_DECL}}
 @group(0) @binding(2) var<storage, read_write> part: array<f32>;
 @group(0) @binding(3) var<uniform> p: P;
 
@@ -39,7 +40,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let chunk = lin / p.kh;
     let co0 = wid.y * TM;
     let cq = p.cout / 4u;
-    let last = i32(arrayLength(&x)) - 1;
+    let last = i32(p.n * p.h * p.w * CIN / 4u) - 1; // x's last vec4
     // dq{q}: clamped vec4 index of output channels co0 + 4q..; acc{kx}_{ci}_{q}: the tile.
 {{SETUP}}
     let r0 = chunk * p.rpc;

@@ -26,8 +26,9 @@ const TN: u32 = {{TN}}u;
 const WG: u32 = {{WG}}u;
 const CIN: u32 = {{CIN}}u;
 
-@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> wt: array<vec4<f32>>;
+// x, wt: storage arrays or texture mirrors (trainer/src/gpu/texture.rs), read with ld_x / ld_wt.
+{{X_DECL}}
+{{W_DECL}}
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<vec4<f32>>;
 @group(0) @binding(4) var<uniform> p: P;
@@ -44,7 +45,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let n = r / p.ho;
     let ox0 = seg * TM;
     let cq = p.cout / 4u;
-    let last = i32(arrayLength(&x)) - 1;
+    let last = i32(p.n * p.h * p.w * CIN / 4u) - 1; // x's last vec4
     // colok{c}: input column ox0 − PAD + c inside the image; wq{q}: clamped vec4 index of
     // output channels co0 + 4q..; acc{i}_{q}: the register tile (vec4 along output channels).
 {{SETUP}}
