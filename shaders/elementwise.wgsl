@@ -70,3 +70,19 @@ fn add_inplace(@builtin(local_invocation_id) l: vec3<u32>, @builtin(workgroup_id
         acc[i] = acc[i] + b[i];
     }
 }
+
+// `add_inplace` over vec4s (tensor length a multiple of 4): a quarter of the loads and stores,
+// each of which is a loop over the SIMD lanes on CPU adapters. `total` counts vec4s here.
+//#entry add_inplace4
+@group(0) @binding(0) var<storage, read> b: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> acc: array<vec4<f32>>;
+@group(0) @binding(2) var<uniform> p: P;
+@compute @workgroup_size(64)
+fn add_inplace4(@builtin(local_invocation_id) l: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+    let r0 = (wg.x + wg.y * nw.x) * p.chunk;
+    for (var r = r0; r < r0 + p.chunk; r++) {
+        let i = r * WG + l.x;
+        if (i >= p.total) { return; }
+        acc[i] = acc[i] + b[i];
+    }
+}

@@ -53,6 +53,13 @@ pub const KERNELS: &[KernelSpec] = &[
         modes: &[0],
         slots: &[R, W, U],
     },
+    KernelSpec {
+        file: "elementwise",
+        source: SRC_EW,
+        entry: "add_inplace4",
+        modes: &[0],
+        slots: &[R, W, U],
+    },
 ];
 /// `step_scale.wgsl`.
 pub const STEP_KERNELS: &[KernelSpec] = &[
@@ -142,6 +149,9 @@ pub fn add(gpu: &Gpu, a: &Tensor, b: &Tensor, z: &Tensor) -> Result<Op> {
 /// `acc += b`.
 pub fn add_inplace(gpu: &Gpu, acc: &Tensor, b: &Tensor) -> Result<Op> {
     let n = same_len("add_inplace", &[acc, b])?;
+    if super::conv::vec_width(n) == 4 {
+        return simple(gpu, "add_inplace4", &[&b.buf, &acc.buf], n / 4, 1);
+    }
     simple(gpu, "add_inplace", &[&b.buf, &acc.buf], n, 1)
 }
 
