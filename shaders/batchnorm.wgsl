@@ -23,6 +23,9 @@ struct P {
 }
 const WG: u32 = 64u;
 const MODE: u32 = {{MODE}}u;
+// Texel i of a texture mirror (trainer/src/gpu/texture.rs: TEX_W = 4096 texels per row); used
+// by the vec4 entries at the end of the file.
+fn tex4(t: texture_2d<f32>, i: u32) -> vec4<f32> { return textureLoad(t, vec2<u32>(i & 4095u, i >> 12u), 0); }
 
 //#entry stats_partial
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -244,7 +247,6 @@ fn bwd_apply(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroup
 @group(0) @binding(0) var x: texture_2d<f32>;
 @group(0) @binding(1) var<storage, read_write> part: array<vec4<f32>>;
 @group(0) @binding(2) var<uniform> p: P;
-fn tex4(i: u32) -> vec4<f32> { return textureLoad(x, vec2<u32>(i & 4095u, i >> 12u), 0); }
 @compute @workgroup_size(64)
 fn stats_partial4(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
     let c4 = p.C / 4u;
@@ -252,13 +254,13 @@ fn stats_partial4(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_work
     if (i >= p.nchunks * c4) { return; }
     let q = i % c4;
     let k = i / c4;
-    let shift = tex4(q);
+    let shift = tex4(x, q);
     let r0 = k * p.chunk;
     let r1 = min(r0 + p.chunk, p.rows);
     var s1 = vec4<f32>();
     var s2 = vec4<f32>();
     for (var r = r0; r < r1; r++) {
-        let d = tex4(r * c4 + q) - shift;
+        let d = tex4(x, r * c4 + q) - shift;
         s1 += d;
         s2 += d * d;
     }
@@ -273,7 +275,6 @@ fn stats_partial4(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_work
 @group(0) @binding(3) var shortcut: texture_2d<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>;
 @group(0) @binding(5) var<uniform> p: P;
-fn tex4(t: texture_2d<f32>, i: u32) -> vec4<f32> { return textureLoad(t, vec2<u32>(i & 4095u, i >> 12u), 0); }
 @compute @workgroup_size(64)
 fn apply4(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
     let c4 = p.C / 4u;
@@ -308,7 +309,6 @@ fn apply4(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) 
 @group(0) @binding(4) var ymask: texture_2d<f32>;
 @group(0) @binding(5) var<storage, read_write> part: array<vec4<f32>>;
 @group(0) @binding(6) var<uniform> p: P;
-fn tex4(t: texture_2d<f32>, i: u32) -> vec4<f32> { return textureLoad(t, vec2<u32>(i & 4095u, i >> 12u), 0); }
 @compute @workgroup_size(64)
 fn bwd_partial4(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
     let c4 = p.C / 4u;
@@ -343,7 +343,6 @@ fn bwd_partial4(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgr
 @group(0) @binding(6) var<storage, read_write> dx: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read_write> dres: array<vec4<f32>>;
 @group(0) @binding(8) var<uniform> p: P;
-fn tex4(t: texture_2d<f32>, i: u32) -> vec4<f32> { return textureLoad(t, vec2<u32>(i & 4095u, i >> 12u), 0); }
 @compute @workgroup_size(64)
 fn bwd_apply4(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
     let c4 = p.C / 4u;

@@ -4,12 +4,12 @@
 //
 // y[n,oy,ox,co] = bias[co] + Σ_{ky,kx,ci} x[n, oy−pad+ky, ox−pad+kx, g·Cg+ci] · w[co,ky,kx,ci]
 // Same implicit GEMM and register tile as conv_fwd.wgsl (TM pixels × TN output channels of one
-// group, dot products into scalar accumulators), but the TM pixels are S row segments of L
-// consecutive pixels (L = min(TM, Wo)), and per kernel row ky and 4 input channels each
-// segment fetches its L + KW − 1 input pixels once for all KW horizontal taps: about KW times
-// fewer x fetches than one fetch per pixel and tap.
+// group, dot products into scalar accumulators), but the TM pixels are consecutive pixels of
+// one output row (Wo % TM == 0), and per kernel row ky and 4 input channels the tile fetches
+// its TM + KW − 1 input pixels once for all KW horizontal taps: about KW times fewer x fetches
+// than one fetch per pixel and tap.
 // Template: TM, TN, WG, KW; prelude (conv_vec4) defines VT, V, mac. Generated blocks: PIXELS
-// (segments), SETUP (weight rows, accumulators), ROW (addresses of each run for this ky),
+// (the segment), SETUP (weight rows, accumulators), ROW (addresses of the run for this ky),
 // BODY (fetches, taps, dots), STORE.
 struct P {
     n: u32, h: u32, w: u32, cin: u32,
@@ -37,15 +37,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (m0 >= p.m) { return; }
     let g = wid.y / p.ntile;
     let co0 = (wid.y % p.ntile) * TN;
-    // Per segment s: sv{s} in range, nb{s} = n·H, oy{s}, ox{s} its first column; colok{s}_{e}:
-    // input column ox{s} − pad + e inside the image.
+    // The segment: nb = n·H, oy, ox = its first column − pad; colok{e}: input column ox + e
+    // inside the image. (M is a multiple of TM, so a started segment is whole.)
 {{PIXELS}}
     let ksz = KW * p.kh * p.cg;
     // wb{j}: weight row of output channel co0 + j (clamped); acc{i}_{j}: the register tile.
 {{SETUP}}
     let cbase = g * p.cg;
     for (var ky = 0u; ky < p.kh; ky++) {
-        // xa{s}_{e}: input offset of run element e of segment s (0 outside), xm{s}_{e}: 1 or 0.
+        // xa{e}: input offset of run element e (0 outside the image), xm{e}: 1 or 0.
 {{ROW}}
         let wrow = ky * KW * p.cg;
         for (var c = 0u; c < p.cg; c += V) {

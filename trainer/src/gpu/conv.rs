@@ -65,10 +65,9 @@
 //!   stem's dX takes the scalar general path (training never runs it: the image needs no
 //!   gradient).
 
-use super::texture::operand_decl;
-use super::{grid_1d, specialize, Dispatch, Gpu, Res, Slot, Tensor, Upload};
+use super::texture::{mirror_if, operand_decl, read_res, read_slot};
+use super::{grid_1d, specialize, Dispatch, Gpu, Res, Slot, Tensor};
 use anyhow::{bail, ensure, Result};
-use std::sync::Arc;
 
 const PRE_VEC4: &str = include_str!("../../../shaders/conv_vec4.wgsl");
 const PRE_SCALAR: &str = include_str!("../../../shaders/conv_scalar.wgsl");
@@ -431,66 +430,44 @@ fn runs_ok(s: &ConvShape, tile: Tile) -> bool {
     s.stride == 1 && vec_width(s.cin / s.groups) == 4 && tile.tex && s.kw <= 7 && wo % tm == 0
 }
 
-/// Row-run forward source (`conv_fwd_runs.wgsl`) for `s` (checked by `runs_ok`).
+/// Row-run forward source (`conv_fwd_runs.wgsl`) for `s` (checked by `runs_ok`): the tile's
+/// `tile.tm` pixels are one segment of an output row.
 pub(crate) fn fwd_runs_source(s: &ConvShape, tile: Tile) -> String {
     let (tm, tn, kw) = (tile.tm, tile.tn, s.kw as u32);
-    let l = tm.min(s.out_w() as u32);
-    let segs = tm / l;
-    let run = l + kw - 1;
-    let mut pixels = String::new();
-    for sg in 0..segs {
-        pixels += &format!(
-            "    let ms{sg} = m0 + {}u;\n    let mm{sg} = min(ms{sg}, p.m - 1u);\n    \
-             let sv{sg} = ms{sg} < p.m;\n    let r{sg} = mm{sg} / p.wo;\n    \
-             let oy{sg} = r{sg} % p.ho;\n    let nb{sg} = (r{sg} / p.ho) * p.h;\n    \
-             let ox{sg} = i32(mm{sg} % p.wo) - i32(p.pad);\n",
-            sg * l
-        );
-        for e in 0..run {
-            pixels +=
-                &format!("    let colok{sg}_{e} = ox{sg} + {e} >= 0 && ox{sg} + {e} < i32(p.w);\n");
-        }
-    }
+    let run = tm + kw - 1;
+    let mut pixels = "    let mm = min(m0, p.m - 1u);\n    let r = mm / p.wo;\n    \
+                      let oy = r % p.ho;\n    let nb = (r / p.ho) * p.h;\n    \
+                      let ox = i32(mm % p.wo) - i32(p.pad);\n"
+        .to_string();
+    pixels += &rep(
+        run,
+        "    let colok$i = ox + $i >= 0 && ox + $i < i32(p.w);\n",
+    );
     let setup = rep(
         tn,
         "    let wb$i = (g * p.cog + min(co0 + $iu, p.cog - 1u)) * ksz;\n",
     ) + &rep2(tm, tn, "    var acc$i_$j = 0.0;\n");
-    let mut row = String::new();
-    for sg in 0..segs {
-        row += &format!(
-            "        let iy{sg} = i32(oy{sg}) + i32(ky) - i32(p.pad);\n        \
-             let rok{sg} = sv{sg} && iy{sg} >= 0 && iy{sg} < i32(p.h);\n        \
-             let rb{sg} = (nb{sg} + u32(max(iy{sg}, 0))) * p.w;\n"
+    let row = "        let iy = i32(oy) + i32(ky) - i32(p.pad);\n        \
+               let rok = iy >= 0 && iy < i32(p.h);\n        \
+               let rb = (nb + u32(max(iy, 0))) * p.w;\n"
+        .to_string()
+        + &rep(
+            run,
+            "        let ok$i = rok && colok$i;\n        \
+             let xa$i = select(0u, (rb + u32(ox + $i)) * p.cin + cbase, ok$i);\n        \
+             let xm$i = select(0.0, 1.0, ok$i);\n",
         );
-        for e in 0..run {
-            row += &format!(
-                "        let ok{sg}_{e} = rok{sg} && colok{sg}_{e};\n        \
-                 let xa{sg}_{e} = select(0u, (rb{sg} + u32(ox{sg} + {e})) * p.cin + cbase, ok{sg}_{e});\n        \
-                 let xm{sg}_{e} = select(0.0, 1.0, ok{sg}_{e});\n"
-            );
-        }
-    }
-    let mut body = String::new();
-    for sg in 0..segs {
-        for e in 0..run {
-            body +=
-                &format!("            let v{sg}_{e} = ld_x((xa{sg}_{e} + c) / V) * xm{sg}_{e};\n");
-        }
-    }
+    let mut body = rep(run, "            let v$i = ld_x((xa$i + c) / V) * xm$i;\n");
     for kx in 0..kw {
         for j in 0..tn {
             body += &format!(
                 "            let b{kx}_{j} = ld_wt((wb{j} + wrow + {kx}u * p.cg + c) / V);\n"
             );
-            for sg in 0..segs {
-                for i in 0..l {
-                    body += &format!(
-                        "            acc{}_{j} = mac(acc{}_{j}, v{sg}_{}, b{kx}_{j});\n",
-                        sg * l + i,
-                        sg * l + i,
-                        i + kx
-                    );
-                }
+            for i in 0..tm {
+                body += &format!(
+                    "            acc{i}_{j} = mac(acc{i}_{j}, v{}, b{kx}_{j});\n",
+                    i + kx
+                );
             }
         }
     }
@@ -988,41 +965,6 @@ fn wtrans_mode(gpu: &Gpu, s: &ConvShape, w: &Tensor, flip: bool) -> Result<(Tens
     Ok((wt, d))
 }
 
-/// With `tex`, a texture mirror of `t` for a kernel to read instead of the buffer; its refresh
-/// (before every run of the dispatch) is appended to `uploads`.
-fn mirror(
-    gpu: &Gpu,
-    t: &Tensor,
-    tex: bool,
-    uploads: &mut Vec<Upload>,
-) -> Result<Option<Arc<super::TexMirror>>> {
-    if !tex {
-        return Ok(None);
-    }
-    let m = Arc::new(gpu.tex_mirror(t.len())?);
-    uploads.push(Upload {
-        src: t.buf.clone(),
-        mirror: m.clone(),
-    });
-    Ok(Some(m))
-}
-
-/// The slot an operand read through `m` (or its buffer) takes.
-fn read_slot(m: &Option<Arc<super::TexMirror>>) -> Slot {
-    match m {
-        Some(_) => Slot::Texture,
-        None => Slot::Read,
-    }
-}
-
-/// The resource an operand read through `m` (or its buffer `b`) binds.
-fn read_res<'a>(m: &'a Option<Arc<super::TexMirror>>, b: &'a wgpu::Buffer) -> Res<'a> {
-    match m {
-        Some(m) => Res::Tex(&m.view),
-        None => Res::Buf(b),
-    }
-}
-
 fn check_len(what: &str, t: &Tensor, want: usize) -> Result<()> {
     if t.len() != want {
         bail!(
@@ -1100,17 +1042,13 @@ pub fn conv_forward_with(
     let v = vec_width(cg);
     let tex = tile.tex && v == 4;
     let mut uploads = Vec::new();
-    let mx = mirror(gpu, x, tex, &mut uploads)?;
-    let mw = mirror(gpu, w, tex, &mut uploads)?;
+    let mx = mirror_if(gpu, x, tex, &mut uploads)?;
+    let mw = mirror_if(gpu, w, tex, &mut uploads)?;
     let runs = runs_ok(s, tile);
     let key = if runs {
         format!(
-            "conv_fwd_runs/tm{}_tn{}_wg{}_kw{}_wo{}",
-            tile.tm,
-            tile.tn,
-            tile.wg,
-            s.kw,
-            (tile.tm as usize).min(s.out_w())
+            "conv_fwd_runs/tm{}_tn{}_wg{}_kw{}",
+            tile.tm, tile.tn, tile.wg, s.kw
         )
     } else {
         format!(
@@ -1181,8 +1119,8 @@ fn conv_forward_row(
 ) -> Result<Vec<Dispatch>> {
     let (wt, d0) = wtrans(gpu, s, w)?;
     let mut uploads = Vec::new();
-    let mx = mirror(gpu, x, tile.tex, &mut uploads)?;
-    let mw = mirror(gpu, &wt, tile.tex, &mut uploads)?;
+    let mx = mirror_if(gpu, x, tile.tex, &mut uploads)?;
+    let mw = mirror_if(gpu, &wt, tile.tex, &mut uploads)?;
     let key = format!(
         "conv_fwd_row/tm{}_tn{}_wg{}_c{}_k{}_p{}_t{}",
         tile.tm, tile.tn, tile.wg, s.cin, s.kw, s.pad, tile.tex
@@ -1265,8 +1203,8 @@ pub fn conv_backward_data_with(
     let v = vec_width(cog);
     let tex = tile.tex && v == 4;
     let mut uploads = Vec::new();
-    let mdy = mirror(gpu, dy, tex, &mut uploads)?;
-    let mwt = mirror(gpu, &wt, tex, &mut uploads)?;
+    let mdy = mirror_if(gpu, dy, tex, &mut uploads)?;
+    let mwt = mirror_if(gpu, &wt, tex, &mut uploads)?;
     let key = format!(
         "conv_bwd_data/tm{}_tn{}_wg{}_v{v}_t{tex}",
         tile.tm, tile.tn, tile.wg
@@ -1364,8 +1302,8 @@ pub fn conv_backward_weights_with(
     let dv = vec_width(cog).min(vec_width(tile.tm as usize));
     let dot = dot_form(s, tile);
     let mut uploads = Vec::new();
-    let mx = mirror(gpu, x, tile.tex && v == 4, &mut uploads)?;
-    let mdy = mirror(gpu, dy, tile.tex && dv == 4, &mut uploads)?;
+    let mx = mirror_if(gpu, x, tile.tex && v == 4, &mut uploads)?;
+    let mdy = mirror_if(gpu, dy, tile.tex && dv == 4, &mut uploads)?;
     let key = format!(
         "conv_bwd_weights/tm{}_tn{}_wg{}_v{v}_d{dv}_t{}_dot{dot}",
         tile.tm, tile.tn, tile.wg, tile.tex
@@ -1458,8 +1396,8 @@ fn conv_backward_weights_row(
     accumulate: bool,
 ) -> Result<Vec<Dispatch>> {
     let mut uploads = Vec::new();
-    let mx = mirror(gpu, x, tile.tex, &mut uploads)?;
-    let mdy = mirror(gpu, dy, tile.tex, &mut uploads)?;
+    let mx = mirror_if(gpu, x, tile.tex, &mut uploads)?;
+    let mdy = mirror_if(gpu, dy, tile.tex, &mut uploads)?;
     let key = format!(
         "conv_bwd_weights_row/tm{}_tp{}_wg{}_c{}_k{}_p{}_t{}",
         tile.tm, tile.tn, tile.wg, s.cin, s.kw, s.pad, tile.tex

@@ -26,7 +26,8 @@
 //! `elementwise::shortcut_a_backward`).
 
 use super::reduce::{chunking, dummy, kernel, params, KernelSpec, Op, WG};
-use super::{grid_1d, Dispatch, Gpu, Res, Slot, Tensor, TexMirror, Upload};
+use super::texture::mirror;
+use super::{grid_1d, Dispatch, Gpu, Res, Slot, Tensor, TexMirror};
 use anyhow::{ensure, Result};
 use std::sync::Arc;
 
@@ -174,17 +175,6 @@ pub const KERNELS: &[KernelSpec] = &[
 /// adapters (where that is the fast load path) when the channels fill whole vec4s.
 fn vec4_path(gpu: &Gpu, s: &BnShape) -> bool {
     gpu.is_cpu() && super::conv::vec_width(s.channels) == 4
-}
-
-/// A texture mirror of `t`, refreshed by `uploads` (recorded before the first dispatch that
-/// reads it).
-fn mirror(gpu: &Gpu, t: &Tensor, uploads: &mut Vec<Upload>) -> Result<Arc<TexMirror>> {
-    let m = Arc::new(gpu.tex_mirror(t.len())?);
-    uploads.push(Upload {
-        src: t.buf.clone(),
-        mirror: m.clone(),
-    });
-    Ok(m)
 }
 
 /// A 4-float placeholder for unused vec4 bindings (a vec4 array needs 16 bytes).

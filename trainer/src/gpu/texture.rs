@@ -11,7 +11,10 @@
 //! index `i` becomes a 2-D coordinate with a mask and a shift in the shader (`tex_load_fn`).
 
 use super::context::Gpu;
+use super::kernel::{Res, Slot, Upload};
+use super::tensor::Tensor;
 use anyhow::{ensure, Result};
+use std::sync::Arc;
 
 /// Texels per texture row (a power of two: the shader splits an index with a mask and a shift).
 pub const TEX_W: u32 = 4096;
@@ -116,5 +119,42 @@ pub fn operand_decl(binding: u32, name: &str, ty: &str, tex: bool) -> String {
             "@group(0) @binding({binding}) var<storage, read> {name}: array<{ty}>;\n\
              fn ld_{name}(i: u32) -> {ty} {{ return {name}[i]; }}\n"
         )
+    }
+}
+
+/// A texture mirror of `t` for a kernel to read instead of the buffer; its refresh (recorded
+/// before every run of the dispatch that carries `uploads`) is appended to `uploads`.
+pub fn mirror(gpu: &Gpu, t: &Tensor, uploads: &mut Vec<Upload>) -> Result<Arc<TexMirror>> {
+    let m = Arc::new(gpu.tex_mirror(t.len())?);
+    uploads.push(Upload {
+        src: t.buf.clone(),
+        mirror: m.clone(),
+    });
+    Ok(m)
+}
+
+/// `mirror` when `tex`, else `None` (the kernel reads the buffer).
+pub fn mirror_if(
+    gpu: &Gpu,
+    t: &Tensor,
+    tex: bool,
+    uploads: &mut Vec<Upload>,
+) -> Result<Option<Arc<TexMirror>>> {
+    tex.then(|| mirror(gpu, t, uploads)).transpose()
+}
+
+/// The slot an operand read through `m` (or its buffer) takes.
+pub fn read_slot(m: &Option<Arc<TexMirror>>) -> Slot {
+    match m {
+        Some(_) => Slot::Texture,
+        None => Slot::Read,
+    }
+}
+
+/// The resource an operand read through `m` (or its buffer `b`) binds.
+pub fn read_res<'a>(m: &'a Option<Arc<TexMirror>>, b: &'a wgpu::Buffer) -> Res<'a> {
+    match m {
+        Some(m) => Res::Tex(&m.view),
+        None => Res::Buf(b),
     }
 }
