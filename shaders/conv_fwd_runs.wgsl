@@ -1,14 +1,14 @@
-// Convolution forward for stride 1 with vec4 channels, reusing each input fetch across the
-// kernel's horizontal taps. Host side and selection (`runs_ok`): trainer/src/gpu/conv.rs.
+// Convolution forward (stride S = 1 or 2) with vec4 channels, reusing each input fetch across
+// the kernel's horizontal taps. Host side and selection (`runs_ok`): trainer/src/gpu/conv.rs.
 // Reference: trainer/src/reference/conv.rs.
 //
-// y[n,oy,ox,co] = bias[co] + Σ_{ky,kx,ci} x[n, oy−pad+ky, ox−pad+kx, g·Cg+ci] · w[co,ky,kx,ci]
+// y[n,oy,ox,co] = bias[co] + Σ_{ky,kx,ci} x[n, oy·S−pad+ky, ox·S−pad+kx, g·Cg+ci] · w[co,ky,kx,ci]
 // Same implicit GEMM and register tile as conv_fwd.wgsl (TM pixels × TN output channels of one
 // group, dot products into scalar accumulators), but the TM pixels are consecutive pixels of
 // one output row (Wo % TM == 0), and per kernel row ky and 4 input channels the tile fetches
-// its TM + KW − 1 input pixels once for all KW horizontal taps: about KW times fewer x fetches
-// than one fetch per pixel and tap.
-// Template: TM, TN, WG, KW; prelude (conv_vec4) defines VT, V, mac. Generated blocks: PIXELS
+// its (TM − 1)·S + KW input pixels once for all KW horizontal taps (pixel i, tap kx reads run
+// element i·S + kx): about KW/S times fewer x fetches than one fetch per pixel and tap.
+// Template: TM, TN, WG, KW, the stride S (generated into PIXELS and BODY); prelude (conv_vec4) defines VT, V, mac. Generated blocks: PIXELS
 // (the segment), SETUP (weight rows, accumulators), ROW (addresses of the run for this ky),
 // BODY (fetches, taps, dots), STORE.
 struct P {
@@ -37,7 +37,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (m0 >= p.m) { return; }
     let g = wid.y / p.ntile;
     let co0 = (wid.y % p.ntile) * TN;
-    // The segment: nb = n·H, oy, ox = its first column − pad; colok{e}: input column ox + e
+    // The segment: nb = n·H, oy = output row · S, ox = its first column · S − pad; colok{e}: input column ox + e
     // inside the image. (M is a multiple of TM, so a started segment is whole.)
 {{PIXELS}}
     let ksz = KW * p.kh * p.cg;

@@ -100,6 +100,11 @@ fn shapes() -> Vec<ConvShape> {
         c(1, 6, 32, 8, 8, 3, 3, 1, 1, 1),
         c(1, 5, 34, 4, 8, 3, 3, 1, 0, 1),
         c(2, 3, 32, 4, 8, 1, 3, 1, 1, 1),
+        // row-run forward with stride 2 (runs of 2·32 + 1 columns, every other one per tap;
+        // 16-pixel segments by default when output rows are 16 wide): padded, unpadded
+        c(1, 4, 64, 8, 8, 3, 3, 2, 1, 1),
+        c(1, 5, 65, 4, 8, 3, 3, 2, 0, 1),
+        c(2, 4, 32, 16, 8, 3, 3, 2, 1, 1),
         // stride-1 dX through the row-run forward over dy (mirrored weights, pad k−1−pad)
         c(1, 4, 32, 8, 4, 3, 3, 1, 0, 1),
         // row kernels (few input channels, stride 1): the stem, partial row segments with
@@ -136,7 +141,7 @@ fn cases() -> Vec<(ConvShape, bool)> {
     shapes()
         .into_iter()
         .enumerate()
-        .map(|(i, s)| (s, i == 0 || i >= 12))
+        .map(|(i, s)| (s, i == 0 || i >= 15))
         .collect()
 }
 

@@ -254,6 +254,15 @@ pub fn default_tile_for(cpu: bool, pass: Pass, s: &ConvShape) -> Tile {
             }
         }
         match pass {
+            // Stride 2 with 16-pixel output rows (16->32 s2 @32): the row-run kernel on 16-pixel
+            // segments (time ratio 0.90–0.93 against 32 pixels through `conv_fwd.wgsl`; with
+            // 8-pixel rows, 32->64 s2 @16, the run kernel lost: 1.27).
+            Pass::Forward if s.stride == 2 && s.out_w() % 32 != 0 && s.out_w() % 16 == 0 => Tile {
+                tm: 16,
+                tn: fit(32, cog),
+                wg: 8,
+                tex: true,
+            },
             Pass::Forward => Tile {
                 tm,
                 tn: fit(32, cog),
@@ -419,26 +428,32 @@ pub(crate) fn fwd_source(tile: Tile, v: u32) -> String {
     format!("{}\n{body}", prelude(v))
 }
 
-/// Whether the forward takes the row-run kernel (`conv_fwd_runs.wgsl`): stride 1, vec4 input
-/// channels, texture operands (the fetch-bound CPU path), and output rows a whole number of
-/// `tile.tm`-pixel segments. Measured on lavapipe at ResNet-20's 16->16 @32 (32-pixel
-/// segments): 1.24–1.3x faster than `conv_fwd.wgsl`, ~1.5 s more JIT. Tiles spanning several
-/// shorter rows (32->32 @16, 64->64 @8) measured no faster and took minutes to JIT, so they
-/// are left to the general kernel.
+/// Whether the forward takes the row-run kernel (`conv_fwd_runs.wgsl`): vec4 input channels,
+/// texture operands (the fetch-bound CPU path), stride 1 or 2, and output rows a whole number
+/// of `tile.tm`-pixel segments. Measured on lavapipe at ResNet-20's 16->16 @32 (32-pixel
+/// segments): 1.24–1.3x faster than `conv_fwd.wgsl`, ~1.5 s more JIT; at 16->32 s2 (16-pixel
+/// segments of a 33-pixel run) 1.08–1.11x. Tiles spanning several shorter rows (32->32 @16,
+/// 64->64 @8) measured no faster and took minutes to JIT, so they are left to the general
+/// kernel.
 fn runs_ok(s: &ConvShape, tile: Tile) -> bool {
     let (tm, wo) = (tile.tm as usize, s.out_w());
-    s.stride == 1 && vec_width(s.cin / s.groups) == 4 && tile.tex && s.kw <= 7 && wo % tm == 0
+    (s.stride == 1 || s.stride == 2)
+        && vec_width(s.cin / s.groups) == 4
+        && tile.tex
+        && s.kw <= 7
+        && wo % tm == 0
 }
 
 /// Row-run forward source (`conv_fwd_runs.wgsl`) for `s` (checked by `runs_ok`): the tile's
 /// `tile.tm` pixels are one segment of an output row.
 pub(crate) fn fwd_runs_source(s: &ConvShape, tile: Tile) -> String {
-    let (tm, tn, kw) = (tile.tm, tile.tn, s.kw as u32);
-    let run = tm + kw - 1;
-    let mut pixels = "    let mm = min(m0, p.m - 1u);\n    let r = mm / p.wo;\n    \
-                      let oy = r % p.ho;\n    let nb = (r / p.ho) * p.h;\n    \
-                      let ox = i32(mm % p.wo) - i32(p.pad);\n"
-        .to_string();
+    let (tm, tn, kw, st) = (tile.tm, tile.tn, s.kw as u32, s.stride as u32);
+    let run = (tm - 1) * st + kw;
+    let mut pixels = format!(
+        "    let mm = min(m0, p.m - 1u);\n    let r = mm / p.wo;\n    \
+         let oy = (r % p.ho) * {st}u;\n    let nb = (r / p.ho) * p.h;\n    \
+         let ox = i32((mm % p.wo) * {st}u) - i32(p.pad);\n"
+    );
     pixels += &rep(
         run,
         "    let colok$i = ox + $i >= 0 && ox + $i < i32(p.w);\n",
@@ -466,7 +481,7 @@ pub(crate) fn fwd_runs_source(s: &ConvShape, tile: Tile) -> String {
             for i in 0..tm {
                 body += &format!(
                     "            acc{i}_{j} = mac(acc{i}_{j}, v{}, b{kx}_{j});\n",
-                    i + kx
+                    i * st + kx
                 );
             }
         }
@@ -1047,8 +1062,8 @@ pub fn conv_forward_with(
     let runs = runs_ok(s, tile);
     let key = if runs {
         format!(
-            "conv_fwd_runs/tm{}_tn{}_wg{}_kw{}",
-            tile.tm, tile.tn, tile.wg, s.kw
+            "conv_fwd_runs/tm{}_tn{}_wg{}_kw{}_s{}",
+            tile.tm, tile.tn, tile.wg, s.kw, s.stride
         )
     } else {
         format!(
