@@ -10,9 +10,9 @@
 // multiple of 4 since W·CIN and TM·CIN are) and reused by all KW horizontal taps. Weights come
 // re-laid out as wt [kh][kw][Cin][Cout] (conv_wtrans.wgsl), so each (ky, kx, ci) is TN/4
 // workgroup-uniform vec4 loads, and the accumulators are vec4 along output channels.
-// Generation-time constants: TM, TN, WG, CIN, KW, PAD (also in the pipeline key). The run,
+// Generation-time constants: TM, TN, WG, CIN, KH, KW, PAD (also in the pipeline key). The run,
 // its column masks and the register tile are written out by the host as named variables
-// (SETUP, LOAD, BODY, STORE blocks): lavapipe lowers dynamically indexed private arrays to
+// (SETUP, ROWS, STORE blocks): lavapipe lowers dynamically indexed private arrays to
 // compare-and-select chains.
 struct P {
     n: u32, h: u32, w: u32, cin: u32,
@@ -49,15 +49,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // colok{c}: input column ox0 − PAD + c inside the image; wq{q}: clamped vec4 index of
     // output channels co0 + 4q..; acc{i}_{q}: the register tile (vec4 along output channels).
 {{SETUP}}
-    for (var ky = 0u; ky < p.kh; ky++) {
-        let iy = i32(oy) + i32(ky) - i32(p.pad);
-        let rowok = iy >= 0 && iy < i32(p.h);
-        // vec4 index of input pixel (n, iy, ox0); v{k}: the run's vec4s, xs{c}_{ci}: its floats
-        // (0 outside the image).
-        let base = select(0, i32(((n * p.h + u32(iy)) * p.w + ox0) * CIN / 4u), rowok);
-{{LOAD}}
-        let wrow = ky * p.kw * CIN * cq;
-{{BODY}}
-    }
+    // One block per kernel row ky, written out by the host (KH blocks, `let ky = ..u;`):
+    // a loop here carries the whole register tile from iteration to iteration, and the
+    // unrolled rows measured 1.2–1.3x faster on lavapipe.
+    //     iy: input row; base: vec4 index of input pixel (n, iy, ox0); v{k}: the run's vec4s,
+    //     xs{c}_{ci}: its floats (0 outside the image); then the taps of this row.
+{{ROWS}}
 {{STORE}}
 }

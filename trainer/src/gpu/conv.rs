@@ -60,10 +60,17 @@
 //!   input pixels a segment of one output row touches are one contiguous NHWC run, loaded once
 //!   as vec4s and reused by every horizontal tap; weights (forward, re-laid out
 //!   `[kh][kw][Cin][Cout]`) and dy (dW) are vec4 along output channels; texture operands on
-//!   CPU adapters too (1.15x for both). Forward ~9–13 GFLOP/s: the 32×16 tile body is unrolled over pixels ×
-//!   taps × channels, and spills and code size rather than loads look like its limit. The
-//!   stem's dX takes the scalar general path (training never runs it: the image needs no
-//!   gradient).
+//!   CPU adapters too (1.15x for both). The forward's kernel rows are written out as straight
+//!   blocks rather than a loop that carries the 32×16 register tile (1.2–1.3x); it runs at
+//!   ~13–15 GFLOP/s, where spills of that tile rather than loads look like the limit. The
+//!   stem's dX (training never runs it: the image needs no gradient) is the forward conv over
+//!   dy with exactly 3 output channels per tile.
+//!
+//! What did not help on lavapipe (measured, not shipped): straight-line kernels with every loop
+//! unrolled and every weight offset a constant (scalar loads at constant offsets outside
+//! control flow are broadcast to the 8 lanes, but per-pixel tiles then reload each weight per
+//! pixel: 8–13.5 GFLOP/s at 16->16, and 2+ pixel tiles took minutes to JIT); unrolling the
+//! channel loop of `conv_fwd.wgsl` twice (slower in 3 of 3 alternating pairs).
 
 use super::texture::{mirror_if, operand_decl, read_res, read_slot};
 use super::{grid_1d, specialize, Dispatch, Gpu, Res, Slot, Tensor};
@@ -257,7 +264,7 @@ pub fn default_tile_for(cpu: bool, pass: Pass, s: &ConvShape) -> Tile {
             // Stride 2 with 16-pixel output rows (16->32 s2 @32): the row-run kernel on 16-pixel
             // segments (time ratio 0.90–0.93 against 32 pixels through `conv_fwd.wgsl`; with
             // 8-pixel rows, 32->64 s2 @16, the run kernel lost: 1.27).
-            Pass::Forward if s.stride == 2 && s.out_w() % 32 != 0 && s.out_w() % 16 == 0 => Tile {
+            Pass::Forward if s.stride == 2 && s.out_w() % 32 == 16 => Tile {
                 tm: 16,
                 tn: fit(32, cog),
                 wg: 8,
@@ -271,9 +278,11 @@ pub fn default_tile_for(cpu: bool, pass: Pass, s: &ConvShape) -> Tile {
             },
             // Strided, 32 pixels also let the few taps of each phase (2.25 on average for 3×3
             // stride 2) reload the weights half as often.
+            // Fewer than 4 input channels (the stem's dX): exactly that many, not a clamped
+            // power of two (3 vs 4: time ratio 0.83).
             Pass::BackwardData => Tile {
                 tm,
-                tn: fit(32, cg),
+                tn: if cg < 4 { cg as u32 } else { fit(32, cg) },
                 wg: 8,
                 tex: true,
             },
@@ -761,6 +770,7 @@ pub fn row_kernel(s: &ConvShape) -> bool {
         && s.stride == 1
         && vec_width(s.cin) == 1
         && s.cin * s.kw <= 12
+        && s.kh <= 7
         && vec_width(s.cout) == 4
         && vec_width(s.w * s.cin) == 4
         && s.pad < s.kw
@@ -845,6 +855,15 @@ pub(crate) fn fwd_row_source(s: &ConvShape, tile: Tile) -> String {
             }
         }
     }
+    let mut rows = String::new();
+    for ky in 0..s.kh {
+        rows += &format!(
+            "    {{\n        let ky = {ky}u;\n        let iy = i32(oy) + i32(ky) - i32(p.pad);\n        \
+             let rowok = iy >= 0 && iy < i32(p.h);\n        \
+             let base = select(0, i32(((n * p.h + u32(iy)) * p.w + ox0) * CIN / 4u), rowok);\n\
+             {load}        let wrow = ky * p.kw * CIN * cq;\n{body}    }}\n"
+        );
+    }
     let mut store = String::new();
     for q in 0..tq {
         let b: Vec<String> = (0..4)
@@ -867,8 +886,7 @@ pub(crate) fn fwd_row_source(s: &ConvShape, tile: Tile) -> String {
             ("X_DECL", operand_decl(0, "x", "vec4<f32>", tile.tex)),
             ("W_DECL", operand_decl(1, "wt", "vec4<f32>", tile.tex)),
             ("SETUP", setup),
-            ("LOAD", load),
-            ("BODY", body),
+            ("ROWS", rows),
             ("STORE", store),
         ],
     );
@@ -1137,8 +1155,8 @@ fn conv_forward_row(
     let mx = mirror_if(gpu, x, tile.tex, &mut uploads)?;
     let mw = mirror_if(gpu, &wt, tile.tex, &mut uploads)?;
     let key = format!(
-        "conv_fwd_row/tm{}_tn{}_wg{}_c{}_k{}_p{}_t{}",
-        tile.tm, tile.tn, tile.wg, s.cin, s.kw, s.pad, tile.tex
+        "conv_fwd_row/tm{}_tn{}_wg{}_c{}_k{}x{}_p{}_t{}",
+        tile.tm, tile.tn, tile.wg, s.cin, s.kh, s.kw, s.pad, tile.tex
     );
     let k = gpu.kernel(&key, || {
         (
