@@ -49,11 +49,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // colok{c}: input column ox0 − PAD + c inside the image; wq{q}: clamped vec4 index of
     // output channels co0 + 4q..; acc{i}_{q}: the register tile (vec4 along output channels).
 {{SETUP}}
-    // One block per kernel row ky, written out by the host (KH blocks, `let ky = ..u;`):
-    // a loop here carries the whole register tile from iteration to iteration, and the
-    // unrolled rows measured 1.2–1.3x faster on lavapipe.
-    //     iy: input row; base: vec4 index of input pixel (n, iy, ox0); v{k}: the run's vec4s,
-    //     xs{c}_{ci}: its floats (0 outside the image); then the taps of this row.
+    // Written out by the host, no loop (a loop over ky carried the whole register tile from
+    // iteration to iteration; straight code measured 1.2–1.3x faster on lavapipe). Per kernel
+    // row ky: iy{ky} input row, r{ky}base vec4 index of input pixel (n, iy, ox0), r{ky}v{k}
+    // the run's vec4s, r{ky}xs{c}_{ci} its floats (0 outside the image), b{ky}_{kx}_{ci}_{q}
+    // the weights; then every accumulator's KH·KW·CIN terms one after the other.
 {{ROWS}}
 {{STORE}}
 }
