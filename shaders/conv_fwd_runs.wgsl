@@ -10,7 +10,7 @@
 // element i·S + kx): about KW/S times fewer x fetches than one fetch per pixel and tap.
 // Template: TM, TN, WG, KW, the stride S (generated into PIXELS and BODY); prelude (conv_vec4) defines VT, V, mac. Generated blocks: PIXELS
 // (the segment), SETUP (weight rows, accumulators), ROW (addresses of the run for this ky),
-// BODY (fetches, taps, dots), STORE.
+// BODY (fetches, then per output channel all KW taps into each accumulator at once), STORE.
 struct P {
     n: u32, h: u32, w: u32, cin: u32,
     cout: u32, kh: u32, kw: u32, stride: u32,

@@ -482,17 +482,21 @@ pub(crate) fn fwd_runs_source(s: &ConvShape, tile: Tile) -> String {
              let xm$i = select(0.0, 1.0, ok$i);\n",
         );
     let mut body = rep(run, "            let v$i = ld_x((xa$i + c) / V) * xm$i;\n");
-    for kx in 0..kw {
-        for j in 0..tn {
+    // Output channel by output channel: each accumulator takes its KW taps in one expression,
+    // so it is loaded and stored once per channel step rather than once per tap (time ratios
+    // 0.75–0.97 at 16->16, ~0.94 at 16->32 s2, in 5 alternating pairs).
+    for j in 0..tn {
+        for kx in 0..kw {
             body += &format!(
                 "            let b{kx}_{j} = ld_wt((wb{j} + wrow + {kx}u * p.cg + c) / V);\n"
             );
-            for i in 0..tm {
-                body += &format!(
-                    "            acc{i}_{j} = mac(acc{i}_{j}, v{}, b{kx}_{j});\n",
-                    i * st + kx
-                );
+        }
+        for i in 0..tm {
+            let mut e = format!("acc{i}_{j}");
+            for kx in 0..kw {
+                e = format!("mac({e}, v{}, b{kx}_{j})", i * st + kx);
             }
+            body += &format!("            acc{i}_{j} = {e};\n");
         }
     }
     let store = rep2(
