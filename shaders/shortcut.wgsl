@@ -15,6 +15,11 @@ struct P {
 }
 const WG: u32 = 64u;
 const MODE: u32 = {{MODE}}u;
+// Texel i of a texture mirror (trainer/src/gpu/texture.rs: TEX_W = 4096 texels per row), for
+// the vec4 entries `fwd4` / `bwd4` at the end: channel counts that are multiples of 4 on CPU
+// adapters, one invocation per 4 channels, operands read through texture mirrors (on lavapipe
+// a storage-buffer gather goes lane by lane, a texel fetch is vectorised).
+fn tex4(t: texture_2d<f32>, i: u32) -> vec4<f32> { return textureLoad(t, vec2<u32>(i & 4095u, i >> 12u), 0); }
 
 //#entry fwd
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -62,4 +67,53 @@ fn bwd(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw:
     } else {
         dx[i] = v;
     }
+}
+
+
+//#entry fwd4
+@group(0) @binding(0) var x: texture_2d<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<vec4<f32>>;
+@group(0) @binding(2) var<uniform> p: P;
+@compute @workgroup_size(64)
+fn fwd4(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+    let i = g.x + g.y * nw.x * WG;
+    let co4 = p.cout / 4u;
+    if (i >= p.total / 4u) { return; }
+    let c = i % co4;
+    var t = i / co4;
+    let xo = t % p.wo;
+    t = t / p.wo;
+    let yo = t % p.ho;
+    let n = t / p.ho;
+    let ci4 = p.cin / 4u;
+    let inside = c < ci4;
+    let at = ((n * p.h + 2u * yo) * p.w + 2u * xo) * ci4 + c;
+    y[i] = select(vec4<f32>(), tex4(x, select(0u, at, inside)), inside);
+}
+
+//#entry bwd4
+// dx_old: a mirror of dx taken before the dispatch (read only in MODE 1).
+@group(0) @binding(0) var dy: texture_2d<f32>;
+@group(0) @binding(1) var<storage, read_write> dx: array<vec4<f32>>;
+@group(0) @binding(2) var<uniform> p: P;
+@group(0) @binding(3) var dx_old: texture_2d<f32>;
+@compute @workgroup_size(64)
+fn bwd4(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+    // One invocation per 4 input channels of one input pixel.
+    let i = g.x + g.y * nw.x * WG;
+    let ci4 = p.cin / 4u;
+    if (i >= p.n * p.h * p.w * ci4) { return; }
+    let c = i % ci4;
+    var t = i / ci4;
+    let xi = t % p.w;
+    t = t / p.w;
+    let yi = t % p.h;
+    let n = t / p.h;
+    let even = (xi & 1u) == 0u && (yi & 1u) == 0u;
+    let at = ((n * p.ho + yi / 2u) * p.wo + xi / 2u) * (p.cout / 4u) + c;
+    var v = select(vec4<f32>(), tex4(dy, select(0u, at, even)), even);
+    if (MODE == 1u) {
+        v = v + tex4(dx_old, i);
+    }
+    dx[i] = v;
 }

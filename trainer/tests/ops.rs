@@ -418,6 +418,9 @@ fn shortcut_option_a() {
         (3, 9, 7, 5, 10),
         (2, 8, 8, 16, 32),
         (1, 9, 9, 17, 17),
+        // vec4 entries on CPU adapters: odd spatial sizes, Cin = Cout
+        (3, 5, 7, 4, 8),
+        (1, 7, 9, 8, 8),
     ] {
         let x = rounded(&randn(&mut rng, n * h * w * cin, 0.0, 1.0));
         let (ho, wo) = (h.div_ceil(2), w.div_ceil(2));
