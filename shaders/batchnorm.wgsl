@@ -23,9 +23,8 @@ struct P {
 }
 const WG: u32 = 64u;
 const MODE: u32 = {{MODE}}u;
-// Texel i of a texture mirror (trainer/src/gpu/texture.rs: TEX_W = 4096 texels per row); used
-// by the vec4 entries at the end of the file.
-fn tex4(t: texture_2d<f32>, i: u32) -> vec4<f32> { return textureLoad(t, vec2<u32>(i & 4095u, i >> 12u), 0); }
+// tex4(t, i): texel i of a texture mirror, from texture.wgsl (prepended by the host); used by
+// the vec4 entries at the end of the file.
 
 //#entry stats_partial
 @group(0) @binding(0) var<storage, read> x: array<f32>;

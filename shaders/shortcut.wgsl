@@ -15,11 +15,10 @@ struct P {
 }
 const WG: u32 = 64u;
 const MODE: u32 = {{MODE}}u;
-// Texel i of a texture mirror (trainer/src/gpu/texture.rs: TEX_W = 4096 texels per row), for
-// the vec4 entries `fwd4` / `bwd4` at the end: channel counts that are multiples of 4 on CPU
-// adapters, one invocation per 4 channels, operands read through texture mirrors (on lavapipe
-// a storage-buffer gather goes lane by lane, a texel fetch is vectorised).
-fn tex4(t: texture_2d<f32>, i: u32) -> vec4<f32> { return textureLoad(t, vec2<u32>(i & 4095u, i >> 12u), 0); }
+// The vec4 entries `fwd4` / `bwd4` at the end: channel counts that are multiples of 4 on CPU
+// adapters, one invocation per 4 channels, operands read through texture mirrors with tex4
+// (texture.wgsl, prepended by the host; on lavapipe a storage-buffer gather goes lane by lane,
+// a texel fetch is vectorised).
 
 //#entry fwd
 @group(0) @binding(0) var<storage, read> x: array<f32>;

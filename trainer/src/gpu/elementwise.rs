@@ -26,7 +26,10 @@ use Slot::{Read as R, ReadWrite as W, Texture as T, Uniform as U};
 
 const SRC_EW: &str = include_str!("../../../shaders/elementwise.wgsl");
 const SRC_SS: &str = include_str!("../../../shaders/step_scale.wgsl");
-const SRC_SC: &str = include_str!("../../../shaders/shortcut.wgsl");
+const SRC_SC: &str = concat!(
+    include_str!("../../../shaders/texture.wgsl"),
+    include_str!("../../../shaders/shortcut.wgsl")
+);
 
 /// Every kernel of `elementwise.wgsl`, `step_scale.wgsl` and `shortcut.wgsl`.
 pub const KERNELS: &[KernelSpec] = &[

@@ -86,7 +86,10 @@ pub enum BnGrad<'a> {
     },
 }
 
-const SRC: &str = include_str!("../../../shaders/batchnorm.wgsl");
+const SRC: &str = concat!(
+    include_str!("../../../shaders/texture.wgsl"),
+    include_str!("../../../shaders/batchnorm.wgsl")
+);
 use Slot::{Read as R, ReadWrite as W, Texture as T, Uniform as U};
 
 /// Every kernel of `batchnorm.wgsl`.

@@ -8,7 +8,8 @@
 //! read through textures. The copy into the texture is a plain memcpy on CPU adapters.
 //!
 //! Layout: element `4i..4i+4` of the buffer is texel `(i mod TEX_W, i div TEX_W)`, so a vec4
-//! index `i` becomes a 2-D coordinate with a mask and a shift in the shader (`tex_load_fn`).
+//! index `i` becomes a 2-D coordinate with a mask and a shift in the shader (`operand_decl`
+//! for the conv kernels, `shaders/texture.wgsl` for the rest).
 
 use super::context::Gpu;
 use super::kernel::{Res, Slot, Upload};
@@ -156,5 +157,21 @@ pub fn read_res<'a>(m: &'a Option<Arc<TexMirror>>, b: &'a wgpu::Buffer) -> Res<'
     match m {
         Some(m) => Res::Tex(&m.view),
         None => Res::Buf(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TEX_W;
+
+    /// `shaders/texture.wgsl` hard-codes the texel split that `TEX_W` defines.
+    #[test]
+    fn texture_wgsl_matches_tex_w() {
+        let src = include_str!("../../../shaders/texture.wgsl");
+        let split = format!("i & {}u, i >> {}u", TEX_W - 1, TEX_W.trailing_zeros());
+        assert!(
+            src.contains(&split),
+            "texture.wgsl must split texels as `{split}`"
+        );
     }
 }
