@@ -105,6 +105,12 @@ fn shapes() -> Vec<ConvShape> {
         c(1, 4, 64, 8, 8, 3, 3, 2, 1, 1),
         c(1, 5, 65, 4, 8, 3, 3, 2, 0, 1),
         c(2, 4, 32, 16, 8, 3, 3, 2, 1, 1),
+        // multi-row run forward (fewer than 4 output channels: 4 output rows per invocation):
+        // the dX of 3-input-channel convs with 32-wide rows (a partial last block of rows;
+        // pad 1, and pad 0, i.e. 2 over dy), and a stride-2 forward with 3 output channels
+        c(2, 6, 32, 3, 8, 3, 3, 1, 1, 1),
+        c(1, 7, 32, 3, 4, 3, 3, 1, 0, 1),
+        c(1, 5, 64, 4, 3, 3, 3, 2, 1, 1),
         // stride-1 dX through the row-run forward over dy (mirrored weights, pad k−1−pad)
         c(1, 4, 32, 8, 4, 3, 3, 1, 0, 1),
         // row kernels (few input channels, stride 1): the stem, partial row segments with
@@ -141,7 +147,7 @@ fn cases() -> Vec<(ConvShape, bool)> {
     shapes()
         .into_iter()
         .enumerate()
-        .map(|(i, s)| (s, i == 0 || i >= 15))
+        .map(|(i, s)| (s, i == 0 || i >= 18))
         .collect()
 }
 
@@ -382,9 +388,10 @@ fn every_shader_variant_compiles() {
             .unwrap();
         }
     }
-    // the stem and the row-kernel test shapes go to the row kernels
+    // the stem and the row-kernel test shapes (and the forward of the two 3-channel multi-row
+    // dX shapes) go to the row kernels
     assert!(row_kernel(&ConvShape::square(128, 32, 3, 16, 3, 1, 1)));
-    assert_eq!(shapes().iter().filter(|s| row_kernel(s)).count(), 4);
+    assert_eq!(shapes().iter().filter(|s| row_kernel(s)).count(), 6);
     let bad = ConvShape::square(1, 4, 6, 4, 3, 1, 1);
     let bad = ConvShape { groups: 4, ..bad };
     assert!(bad.validate().is_err(), "groups must divide Cin");
