@@ -107,10 +107,12 @@ fn shapes() -> Vec<ConvShape> {
         c(2, 4, 32, 16, 8, 3, 3, 2, 1, 1),
         // multi-row run forward (fewer than 4 output channels: 4 output rows per invocation):
         // the dX of 3-input-channel convs with 32-wide rows (a partial last block of rows;
-        // pad 1, and pad 0, i.e. 2 over dy), and a stride-2 forward with 3 output channels
+        // pad 1, and pad 0, i.e. 2 over dy), a stride-2 forward with 3 output channels, and
+        // a grouped forward with 2 output channels per group
         c(2, 6, 32, 3, 8, 3, 3, 1, 1, 1),
         c(1, 7, 32, 3, 4, 3, 3, 1, 0, 1),
         c(1, 5, 64, 4, 3, 3, 3, 2, 1, 1),
+        c(1, 5, 32, 8, 4, 3, 3, 1, 1, 2),
         // stride-1 dX through the row-run forward over dy (mirrored weights, pad k−1−pad)
         c(1, 4, 32, 8, 4, 3, 3, 1, 0, 1),
         // row kernels (few input channels, stride 1): the stem, partial row segments with
@@ -147,7 +149,7 @@ fn cases() -> Vec<(ConvShape, bool)> {
     shapes()
         .into_iter()
         .enumerate()
-        .map(|(i, s)| (s, i == 0 || i >= 18))
+        .map(|(i, s)| (s, i == 0 || i >= 19))
         .collect()
 }
 
