@@ -50,18 +50,6 @@ fn cpu_seconds() -> Option<f64> {
     Some(ticks / 100.0) // USER_HZ
 }
 
-/// Median wall seconds of `reps` runs after a warm-up, and the mean CPU seconds per run.
-fn time_runs(gpu: &Gpu, ds: &[Dispatch], reps: usize) -> Result<(f64, Option<f64>)> {
-    time_dispatches(gpu, ds, 0)?; // warm-up (and pipeline JIT) outside the CPU window
-    let c0 = cpu_seconds();
-    let wall = time_dispatches_no_warmup(gpu, ds, reps)?;
-    let cpu = match (c0, cpu_seconds()) {
-        (Some(a), Some(b)) => Some((b - a) / reps.max(1) as f64),
-        _ => None,
-    };
-    Ok((wall, cpu))
-}
-
 fn time_dispatches_no_warmup(gpu: &Gpu, ds: &[Dispatch], reps: usize) -> Result<f64> {
     let mut t = Vec::new();
     for _ in 0..reps.max(1) {
@@ -146,12 +134,38 @@ impl Timing {
     }
 }
 
-fn measure(gpu: &Gpu, ds: &[Dispatch], reps: usize) -> Result<Timing> {
-    let (wall, cpu) = time_runs(gpu, ds, reps)?;
-    Ok(Timing {
-        wall,
-        cpu: if gpu.is_cpu() { cpu } else { None },
-    })
+/// Time every dispatch list round-robin: one warm-up run each (pipeline JIT), then `reps`
+/// rounds of one run of each, so every kernel and the GEMM ceiling see the same phases of a
+/// machine whose speed drifts (a VM's drifts by ±30% over minutes). Per list: the median wall
+/// time and, on CPU adapters, the CPU seconds per run summed over the rounds.
+fn measure_round_robin(gpu: &Gpu, lists: &[&[Dispatch]], reps: usize) -> Result<Vec<Timing>> {
+    for ds in lists {
+        time_dispatches(gpu, ds, 0)?;
+    }
+    let reps = reps.max(1);
+    let mut walls = vec![Vec::with_capacity(reps); lists.len()];
+    let mut cpu = vec![Some(0.0f64); lists.len()];
+    for _ in 0..reps {
+        for (i, ds) in lists.iter().enumerate() {
+            let c0 = cpu_seconds();
+            walls[i].push(time_dispatches_no_warmup(gpu, ds, 1)?);
+            cpu[i] = match (cpu[i], c0, cpu_seconds()) {
+                (Some(sum), Some(a), Some(b)) => Some(sum + b - a),
+                _ => None,
+            };
+        }
+    }
+    Ok(walls
+        .into_iter()
+        .zip(cpu)
+        .map(|(mut w, c)| {
+            w.sort_by(|a, b| a.total_cmp(b));
+            Timing {
+                wall: w[w.len() / 2],
+                cpu: c.filter(|_| gpu.is_cpu()).map(|c| c / reps as f64),
+            }
+        })
+        .collect())
 }
 
 fn fmt_opt(v: Option<f64>) -> String {
@@ -171,7 +185,8 @@ pub fn kernels(gpu: &Gpu, args: &KernelArgs) -> Result<()> {
         "FLOPs per conv kernel (fwd, dX and dW alike): 2·N·Ho·Wo·Cout·kh·kw·Cin/G; GEMM: 2·M·N·K"
     );
     println!(
-        "time: median of {} runs (submit to completion) after one warm-up run",
+        "time: median of {} rounds, each running every kernel below once (submit to \
+         completion), after one warm-up run each",
         args.reps
     );
     if gpu.is_cpu() {
@@ -183,7 +198,9 @@ pub fn kernels(gpu: &Gpu, args: &KernelArgs) -> Result<()> {
     }
     println!();
 
-    let (mut ceiling, mut ceiling_idle) = (0.0f64, 0.0f64);
+    // The GEMM ceiling's dispatch lists, with what each is.
+    let mut gemms: Vec<(String, Vec<Dispatch>)> = Vec::new();
+    let gemm_flops = 2.0 * (args.gemm as f64).powi(3);
     if args.gemm > 0 {
         let s = args.gemm;
         let a = gpu.zeros(&[s, s]);
@@ -191,21 +208,10 @@ pub fn kernels(gpu: &Gpu, args: &KernelArgs) -> Result<()> {
         let c = gpu.zeros(&[s, s]);
         gpu.fill(&a, 0.5);
         gpu.fill(&b, 0.25);
-        let flops = 2.0 * (s as f64).powi(3);
         let tiles: &[(u32, u32, u32)] = if gpu.is_cpu() {
             &[(16, 16, 8), (32, 32, 8)]
         } else {
             &[(4, 4, 64), (8, 8, 64), (4, 8, 64)]
-        };
-        let mut report = |what: String, t: Timing| {
-            let (gf, idle) = t.gflops(flops, cores);
-            println!(
-                "{what}: {:.2} ms, {gf:.1} GF/s, idle {} GF/s",
-                t.wall * 1e3,
-                fmt_opt(idle)
-            );
-            ceiling = ceiling.max(gf);
-            ceiling_idle = ceiling_idle.max(idle.unwrap_or(0.0));
         };
         for &(tm, tn, wg) in tiles {
             let t = Tile {
@@ -214,11 +220,10 @@ pub fn kernels(gpu: &Gpu, args: &KernelArgs) -> Result<()> {
                 wg,
                 tex: false,
             };
-            let ds = gemm_with(gpu, t, s, s, s, &a, &b, &c)?;
-            report(
+            gemms.push((
                 format!("gemm {s}^3 (C = A·B) tile {t}"),
-                measure(gpu, &ds, args.reps)?,
-            );
+                gemm_with(gpu, t, s, s, s, &a, &b, &c)?,
+            ));
         }
         // The same product through the conv forward kernel (1x1 conv over M "pixels":
         // C = A·Bᵀ), which accumulates dot products along K instead of outer products.
@@ -235,23 +240,24 @@ pub fn kernels(gpu: &Gpu, args: &KernelArgs) -> Result<()> {
                 wg,
                 tex: gpu.is_cpu(),
             };
-            let ds = conv_forward_with(gpu, &cs, t, &a, &b, None, &c)?;
-            report(
+            gemms.push((
                 format!("gemm {s}^3 as 1x1 conv fwd (C = A·Bᵀ) tile {t}"),
-                measure(gpu, &ds, args.reps)?,
-            );
+                conv_forward_with(gpu, &cs, t, &a, &b, None, &c)?,
+            ));
         }
-        println!(
-            "ceiling (best GEMM): {ceiling:.1} GF/s by wall time, {ceiling_idle:.1} GF/s idle\n"
-        );
     }
 
-    println!(
-        "{:<15} {:>3} {:<4} {:<10} {:>8} {:>7} {:>6} {:>9} {:>6}",
-        "shape", "x", "pass", "tile", "ms", "GF/s", "%ceil", "idle GF/s", "%ceil"
-    );
-    let (mut total_s, mut total_cpu, mut total_flop) = (0.0f64, 0.0f64, 0.0f64);
-    let mut per_kind = [0.0f64; 3];
+    // Every conv kernel's dispatch list (the `--versus` A/Bs run here, as they are built).
+    struct Conv {
+        name: &'static str,
+        mult: usize,
+        pass: usize,
+        label: &'static str,
+        tile: Tile,
+        flops: f64,
+        ds: Vec<Dispatch>,
+    }
+    let mut convs: Vec<Conv> = Vec::new();
     for (name, s, mult) in resnet20_convs(args.batch) {
         if args
             .only
@@ -311,29 +317,74 @@ pub fn kernels(gpu: &Gpu, args: &KernelArgs) -> Result<()> {
                     args.reps.max(1)
                 );
             }
-            let t = measure(gpu, &ds, args.reps)?;
-            let (gf, idle) = t.gflops(s.flops(), cores);
-            let pct = |v: f64, c: f64| {
-                if c > 0.0 {
-                    format!("{:.0}%", 100.0 * v / c)
-                } else {
-                    "-".into()
-                }
-            };
-            println!(
-                "{name:<15} {:>3} {label:<4} {:<10} {:>8.2} {gf:>7.1} {:>6} {:>9} {:>6}",
-                format!("x{mult}"),
-                tile.to_string(),
-                t.wall * 1e3,
-                pct(gf, ceiling),
-                fmt_opt(idle),
-                idle.map_or("-".into(), |v| pct(v, ceiling_idle)),
-            );
-            total_s += mult as f64 * t.wall;
-            total_cpu += mult as f64 * t.cpu.unwrap_or(0.0);
-            total_flop += mult as f64 * s.flops();
-            per_kind[i] += mult as f64 * t.wall;
+            convs.push(Conv {
+                name,
+                mult,
+                pass: i,
+                label,
+                tile,
+                flops: s.flops(),
+                ds,
+            });
         }
+    }
+
+    let lists: Vec<&[Dispatch]> = gemms
+        .iter()
+        .map(|(_, ds)| &ds[..])
+        .chain(convs.iter().map(|c| &c.ds[..]))
+        .collect();
+    let times = measure_round_robin(gpu, &lists, args.reps)?;
+    let (gemm_times, conv_times) = times.split_at(gemms.len());
+
+    let (mut ceiling, mut ceiling_idle) = (0.0f64, 0.0f64);
+    for ((what, _), t) in gemms.iter().zip(gemm_times) {
+        let (gf, idle) = t.gflops(gemm_flops, cores);
+        println!(
+            "{what}: {:.2} ms, {gf:.1} GF/s, idle {} GF/s",
+            t.wall * 1e3,
+            fmt_opt(idle)
+        );
+        ceiling = ceiling.max(gf);
+        ceiling_idle = ceiling_idle.max(idle.unwrap_or(0.0));
+    }
+    if !gemms.is_empty() {
+        println!(
+            "ceiling (best GEMM): {ceiling:.1} GF/s by wall time, {ceiling_idle:.1} GF/s idle\n"
+        );
+    }
+
+    println!(
+        "{:<15} {:>3} {:<4} {:<10} {:>8} {:>7} {:>6} {:>9} {:>6}",
+        "shape", "x", "pass", "tile", "ms", "GF/s", "%ceil", "idle GF/s", "%ceil"
+    );
+    let pct = |v: f64, c: f64| {
+        if c > 0.0 {
+            format!("{:.0}%", 100.0 * v / c)
+        } else {
+            "-".into()
+        }
+    };
+    let (mut total_s, mut total_cpu, mut total_flop) = (0.0f64, 0.0f64, 0.0f64);
+    let mut per_kind = [0.0f64; 3];
+    for (c, t) in convs.iter().zip(conv_times) {
+        let (gf, idle) = t.gflops(c.flops, cores);
+        println!(
+            "{:<15} {:>3} {:<4} {:<10} {:>8.2} {gf:>7.1} {:>6} {:>9} {:>6}",
+            c.name,
+            format!("x{}", c.mult),
+            c.label,
+            c.tile.to_string(),
+            t.wall * 1e3,
+            pct(gf, ceiling),
+            fmt_opt(idle),
+            idle.map_or("-".into(), |v| pct(v, ceiling_idle)),
+        );
+        let m = c.mult as f64;
+        total_s += m * t.wall;
+        total_cpu += m * t.cpu.unwrap_or(0.0);
+        total_flop += m * c.flops;
+        per_kind[c.pass] += m * t.wall;
     }
     println!(
         "\nResNet-20 step, all convs fwd + dX + dW with multiplicities: {:.1} ms ({:.1} GF/s; \
