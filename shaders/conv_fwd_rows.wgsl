@@ -19,7 +19,7 @@ struct P {
     n: u32, h: u32, w: u32, cin: u32,
     cout: u32, kh: u32, kw: u32, stride: u32,
     pad: u32, groups: u32, ho: u32, wo: u32,
-    cg: u32, cog: u32, nq: u32, ntile: u32,
+    cg: u32, cog: u32, m: u32, ntile: u32,
     has_bias: u32, nseg: u32, hob: u32, _p0: u32,
 }
 const TM: u32 = {{TM}}u;
@@ -39,7 +39,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         @builtin(num_workgroups) nwg: vec3<u32>) {
     // Invocation q: segment q % nseg of block (q / nseg) % hob of R rows of image q / (nseg·hob).
     let q = (wid.x + wid.z * nwg.x) * WG + li;
-    if (q >= p.nq) { return; }
+    if (q >= p.n * p.hob * p.nseg) { return; }
     let g = wid.y / p.ntile;
     let co0 = (wid.y % p.ntile) * TN;
     let seg = q % p.nseg;

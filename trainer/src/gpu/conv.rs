@@ -1206,29 +1206,28 @@ pub fn conv_forward_with(
     let v = vec_width(cg);
     let tex = tile.tex && v == 4;
     let runs = runs_ok(s, tile);
-    if runs && run_rows(s, tile) > 1 {
-        return conv_forward_rows(gpu, s, tile, x, w, bias, y);
-    }
+    let rows = if runs { run_rows(s, tile) } else { 1 };
     let mut uploads = Vec::new();
     let mx = mirror_if(gpu, x, tex, &mut uploads)?;
     let mw = mirror_if(gpu, w, tex, &mut uploads)?;
-    let key = if runs {
-        format!(
-            "conv_fwd_runs/tm{}_tn{}_wg{}_kw{}_s{}",
-            tile.tm, tile.tn, tile.wg, s.kw, s.stride
-        )
-    } else {
-        format!(
-            "conv_fwd/tm{}_tn{}_wg{}_v{v}_t{tex}",
-            tile.tm, tile.tn, tile.wg
-        )
+    let (tm, tn, wg) = (tile.tm, tile.tn, tile.wg);
+    let key = match (runs, rows) {
+        (true, 1) => format!(
+            "conv_fwd_runs/tm{tm}_tn{tn}_wg{wg}_kw{}_s{}",
+            s.kw, s.stride
+        ),
+        (true, r) => format!(
+            "conv_fwd_rows/tm{tm}_tn{tn}_wg{wg}_r{r}_k{}x{}_s{}",
+            s.kh, s.kw, s.stride
+        ),
+        (false, _) => format!("conv_fwd/tm{tm}_tn{tn}_wg{wg}_v{v}_t{tex}"),
     };
     let k = gpu.kernel(&key, || {
         (
-            if runs {
-                fwd_runs_source(s, tile)
-            } else {
-                fwd_source(tile, v)
+            match (runs, rows) {
+                (true, 1) => fwd_runs_source(s, tile),
+                (true, r) => fwd_rows_source(s, tile, r),
+                (false, _) => fwd_source(tile, v),
             },
             "main",
             vec![
@@ -1240,8 +1239,18 @@ pub fn conv_forward_with(
             ],
         )
     })?;
+    // Invocations: `tm`-pixel segments of the output, each in `rows` output rows (the
+    // multi-row kernel walks segment, block of rows, image: `nseg`, `hob`; the others ignore
+    // them).
+    let nseg = s.out_w() / tm as usize;
+    let hob = s.out_h().div_ceil(rows as usize);
     let m = s.n * s.out_h() * s.out_w();
-    let ntile = cog.div_ceil(tile.tn as usize);
+    let items = if rows > 1 {
+        s.n * hob * nseg
+    } else {
+        m.div_ceil(tm as usize)
+    };
+    let ntile = cog.div_ceil(tn as usize);
     let params = gpu.uniform(&params20(
         s,
         [
@@ -1250,80 +1259,13 @@ pub fn conv_forward_with(
             u(m),
             u(ntile),
             bias.is_some() as u32,
-            0,
-            0,
-            0,
-        ],
-    ));
-    let groups = grid_xz(m.div_ceil(tile.tm as usize), tile.wg, s.groups * ntile)?;
-    // Without a bias the weights stand in for the (unread) bias binding.
-    let bias_buf = bias.map_or(&w.buf, |b| &b.buf);
-    Ok(vec![Dispatch::with_uploads(
-        gpu,
-        &k,
-        &[
-            read_res(&mx, &x.buf),
-            read_res(&mw, &w.buf),
-            Res::Buf(bias_buf),
-            Res::Buf(&y.buf),
-            Res::Buf(&params),
-        ],
-        groups,
-        uploads,
-    )?])
-}
-
-/// Forward through the multi-row run kernel (`runs_ok` and `run_rows` > 1, checked by
-/// `conv_forward_with`).
-fn conv_forward_rows(
-    gpu: &Gpu,
-    s: &ConvShape,
-    tile: Tile,
-    x: &Tensor,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    y: &Tensor,
-) -> Result<Vec<Dispatch>> {
-    let (cg, cog) = (s.cin / s.groups, s.cout / s.groups);
-    let rows = run_rows(s, tile);
-    let mut uploads = Vec::new();
-    let mx = mirror_if(gpu, x, true, &mut uploads)?;
-    let mw = mirror_if(gpu, w, true, &mut uploads)?;
-    let key = format!(
-        "conv_fwd_rows/tm{}_tn{}_wg{}_r{rows}_k{}x{}_s{}",
-        tile.tm, tile.tn, tile.wg, s.kh, s.kw, s.stride
-    );
-    let k = gpu.kernel(&key, || {
-        (
-            fwd_rows_source(s, tile, rows),
-            "main",
-            vec![
-                read_slot(&mx),
-                read_slot(&mw),
-                Slot::Read,
-                Slot::ReadWrite,
-                Slot::Uniform,
-            ],
-        )
-    })?;
-    let nseg = s.out_w() / tile.tm as usize;
-    let hob = s.out_h().div_ceil(rows as usize);
-    let nq = s.n * hob * nseg;
-    let ntile = cog.div_ceil(tile.tn as usize);
-    let params = gpu.uniform(&params20(
-        s,
-        [
-            u(cg),
-            u(cog),
-            u(nq),
-            u(ntile),
-            bias.is_some() as u32,
             u(nseg),
             u(hob),
             0,
         ],
     ));
-    let groups = grid_xz(nq, tile.wg, s.groups * ntile)?;
+    let groups = grid_xz(items, wg, s.groups * ntile)?;
+    // Without a bias the weights stand in for the (unread) bias binding.
     let bias_buf = bias.map_or(&w.buf, |b| &b.buf);
     Ok(vec![Dispatch::with_uploads(
         gpu,
