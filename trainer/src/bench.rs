@@ -5,7 +5,7 @@ use crate::gpu::conv::{
     Pass, Tile,
 };
 use crate::gpu::gemm::gemm_with;
-use crate::gpu::tune::{time_dispatches, tune};
+use crate::gpu::tune::tune;
 use crate::gpu::{Dispatch, Gpu};
 use anyhow::Result;
 
@@ -50,36 +50,22 @@ fn cpu_seconds() -> Option<f64> {
     Some(ticks / 100.0) // USER_HZ
 }
 
-fn time_dispatches_no_warmup(gpu: &Gpu, ds: &[Dispatch], reps: usize) -> Result<f64> {
-    let mut t = Vec::new();
-    for _ in 0..reps.max(1) {
-        let mut rec = gpu.recorder();
-        for d in ds {
-            rec.run(d);
-        }
-        let t0 = std::time::Instant::now();
-        rec.submit();
-        gpu.wait()?;
-        t.push(t0.elapsed().as_secs_f64());
+/// Wall seconds of one run of `ds` (record, submit, wait for completion).
+fn time_once(gpu: &Gpu, ds: &[Dispatch]) -> Result<f64> {
+    let mut rec = gpu.recorder();
+    for d in ds {
+        rec.run(d);
     }
-    t.sort_by(|a, b| a.total_cmp(b));
-    Ok(t[t.len() / 2])
+    let t0 = std::time::Instant::now();
+    rec.submit();
+    gpu.wait()?;
+    Ok(t0.elapsed().as_secs_f64())
 }
 
 /// Median wall seconds of `a` and of `b`, timed alternately `reps` times each after a warm-up.
 fn alternate(gpu: &Gpu, a: &[Dispatch], b: &[Dispatch], reps: usize) -> Result<(f64, f64)> {
-    time_dispatches(gpu, a, 0)?;
-    time_dispatches(gpu, b, 0)?;
-    let (mut ta, mut tb) = (Vec::new(), Vec::new());
-    for _ in 0..reps.max(1) {
-        ta.push(time_dispatches_no_warmup(gpu, a, 1)?);
-        tb.push(time_dispatches_no_warmup(gpu, b, 1)?);
-    }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(|x, y| x.total_cmp(y));
-        v[v.len() / 2]
-    };
-    Ok((median(ta), median(tb)))
+    let t = measure_round_robin(gpu, &[a, b], reps)?;
+    Ok((t[0].wall, t[1].wall))
 }
 
 /// Parse `TMxTN` or `TMxTN/wgWG` (default workgroup 8 on CPU adapters, 64 on GPUs).
@@ -140,7 +126,7 @@ impl Timing {
 /// time and, on CPU adapters, the CPU seconds per run summed over the rounds.
 fn measure_round_robin(gpu: &Gpu, lists: &[&[Dispatch]], reps: usize) -> Result<Vec<Timing>> {
     for ds in lists {
-        time_dispatches(gpu, ds, 0)?;
+        time_once(gpu, ds)?;
     }
     let reps = reps.max(1);
     let mut walls = vec![Vec::with_capacity(reps); lists.len()];
@@ -148,7 +134,7 @@ fn measure_round_robin(gpu: &Gpu, lists: &[&[Dispatch]], reps: usize) -> Result<
     for _ in 0..reps {
         for (i, ds) in lists.iter().enumerate() {
             let c0 = cpu_seconds();
-            walls[i].push(time_dispatches_no_warmup(gpu, ds, 1)?);
+            walls[i].push(time_once(gpu, ds)?);
             cpu[i] = match (cpu[i], c0, cpu_seconds()) {
                 (Some(sum), Some(a), Some(b)) => Some(sum + b - a),
                 _ => None,
