@@ -37,16 +37,17 @@ impl Gpu {
         );
         let texels = floats / 4;
         let rows = texels.div_ceil(TEX_W as usize);
+        let height = mirror_height(rows);
         let max = self.limits.max_texture_dimension_2d as usize;
         ensure!(
-            rows <= max,
+            height <= max,
             "texture mirror: {floats} floats need {rows} rows of {TEX_W} texels (device limit {max})"
         );
         let texture = self.device.create_texture(&wgpu::TextureDescriptor {
             label: Some("mirror"),
             size: wgpu::Extent3d {
-                width: TEX_W.min(texels as u32),
-                height: rows as u32,
+                width: TEX_W,
+                height: height as u32,
                 depth_or_array_layers: 1,
             },
             mip_level_count: 1,
@@ -63,6 +64,21 @@ impl Gpu {
             texels: texels as u32,
         })
     }
+}
+
+/// Texture rows for a mirror of `rows` rows of data: never a power of two (one or two spare
+/// rows at most). Why: llvmpipe compiles a separate variant of a pipeline for each combination
+/// of "width/height is a power of two" of the textures bound to it (`pot_width`/`pot_height` in
+/// its sampler key), so mirrors of arbitrary sizes made every conv layer of a new shape JIT the
+/// same kernel again (6.4 s for a 16×16 tile, 70 s for 32×32; measured with
+/// `MESA_SHADER_CACHE_DISABLE=true`). Every mirror is `TEX_W` (a power of two) wide and has a
+/// height that is not one, so a pipeline has one variant whatever shapes it serves.
+pub fn mirror_height(rows: usize) -> usize {
+    let mut h = rows.max(3);
+    while h.is_power_of_two() {
+        h += 1;
+    }
+    h
 }
 
 impl TexMirror {
@@ -163,6 +179,15 @@ pub fn read_res<'a>(m: &'a Option<Arc<TexMirror>>, b: &'a wgpu::Buffer) -> Res<'
 #[cfg(test)]
 mod tests {
     use super::TEX_W;
+
+    /// Mirror heights cover their rows and are never powers of two (one llvmpipe variant).
+    #[test]
+    fn mirror_heights_are_never_powers_of_two() {
+        for rows in 0..5000 {
+            let h = super::mirror_height(rows);
+            assert!(h >= rows && h <= rows.max(3) + 1 && !h.is_power_of_two(), "{rows} -> {h}");
+        }
+    }
 
     /// `shaders/texture.wgsl` hard-codes the texel split that `TEX_W` defines.
     #[test]
