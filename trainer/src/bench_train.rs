@@ -65,6 +65,10 @@ pub fn run(gpu: &Gpu, a: &TrainBenchArgs) -> Result<()> {
         if a.eval {
             graphs.push(Graph::new(gpu, &m, a.batch, Mode::Eval)?);
         }
+        let prepared = gpu.prepare()?;
+        if prepared.kernels > 0 {
+            println!("{}: {prepared}", s);
+        }
         for g in &graphs {
             g.load(gpu, &x, &y)?;
             for _ in 0..2 {

@@ -193,10 +193,7 @@ pub fn train(cfg: &TrainConfig, run: &TrainRun) -> Result<Vec<EpochStats>> {
     }
 
     let batch = cfg.batch.min(train_ds.len());
-    let m = GpuModel::new(gpu, &host, cfg.momentum, cfg.weight_decay)?;
-    let g = Graph::new(gpu, &m, batch, Mode::Train)?;
     let test_n = test_ds.len();
-    let eval = Evaluator::new(gpu, &m, batch.min(test_n), test_n)?;
     let mut lcfg = LoaderConfig::train(batch, cfg.seed, cfg.augment_on());
     lcfg.threads = cfg.workers;
     let train_loader = Loader::new(Arc::new(train_ds), norm.clone(), lcfg)?;
@@ -209,6 +206,17 @@ pub fn train(cfg: &TrainConfig, run: &TrainRun) -> Result<Vec<EpochStats>> {
         0 => train_loader.batches_per_epoch(),
         n => n.min(train_loader.batches_per_epoch()),
     };
+    // The whole run's steps (not what is left of it), so a resumed run picks the kernels the
+    // interrupted one had.
+    gpu.set_expected_runs((cfg.epochs * steps) as u64);
+    let m = GpuModel::new(gpu, &host, cfg.momentum, cfg.weight_decay)?;
+    let g = Graph::new(gpu, &m, batch, Mode::Train)?;
+    let eval = Evaluator::new(gpu, &m, batch.min(test_n), test_n)?;
+    // Every pipeline of both graphs, compiled on all cores before the first step.
+    let prepared = gpu.prepare_with(!run.quiet)?;
+    if !run.quiet && prepared.kernels > 0 {
+        println!("kernels: {prepared}");
+    }
 
     let mut out = Vec::new();
     let end = run.stop_after.map_or(cfg.epochs, |e| e.min(cfg.epochs));
@@ -335,7 +343,10 @@ pub fn eval(gpu: Option<&Gpu>, model_path: &Path, cfg: &TrainConfig) -> Result<E
             };
             let n = test_ds.len();
             let batch = cfg.batch.min(n);
+            // One pass over the split: cheap-to-compile kernels on CPU adapters.
+            gpu.set_expected_runs(n.div_ceil(batch) as u64);
             let ev = Evaluator::new(gpu, &m, batch, n)?;
+            gpu.prepare()?;
             let loader = Loader::new(Arc::new(test_ds), norm, LoaderConfig::eval(batch))?;
             ev.run(gpu, &m, &loader)
         }

@@ -134,6 +134,7 @@ pub fn noise_eval(
         } else {
             None
         };
+        gpu.prepare()?;
         let mut points = Vec::new();
         let mut noisy = Vec::new();
         for &sigma in &opts.sigmas {

@@ -24,6 +24,7 @@ pub struct AdapterSummary {
 
 /// The device context shared by every kernel.
 pub struct Gpu {
+    pub adapter: wgpu::Adapter,
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
@@ -31,6 +32,27 @@ pub struct Gpu {
     /// Compiled kernels by key, so each shader variant is compiled once per process.
     pub(crate) kernels:
         std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<super::Kernel>>>,
+    /// The driver's pipeline cache, persisted across runs where the backend has one
+    /// (`crate::gpu::compile`).
+    pub(crate) pipelines: Option<super::compile::DiskPipelineCache>,
+    /// How many times the graphs being built will run (`set_expected_runs`).
+    expected_runs: std::sync::atomic::AtomicU64,
+}
+
+/// A device on `adapter` with every limit the adapter offers (large activations need big
+/// storage bindings) and, where offered, pipeline caching.
+pub(crate) fn open_device(adapter: &wgpu::Adapter) -> Result<(wgpu::Device, wgpu::Queue)> {
+    let info = adapter.get_info();
+    let features = adapter.features() & wgpu::Features::PIPELINE_CACHE;
+    pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        label: Some("tsc"),
+        required_features: features,
+        required_limits: adapter.limits(),
+        experimental_features: wgpu::ExperimentalFeatures::disabled(),
+        memory_hints: wgpu::MemoryHints::Performance,
+        trace: wgpu::Trace::Off,
+    }))
+    .with_context(|| format!("could not open GPU device on adapter '{}'", info.name))
 }
 
 fn instance() -> wgpu::Instance {
@@ -102,24 +124,40 @@ impl Gpu {
                 .expect("non-empty"),
         };
         let info = adapter.get_info();
-        // Ask for everything the adapter offers: large activations need big storage bindings.
         let limits = adapter.limits();
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("tsc"),
-            required_features: wgpu::Features::empty(),
-            required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
-            memory_hints: wgpu::MemoryHints::Performance,
-            trace: wgpu::Trace::Off,
-        }))
-        .with_context(|| format!("could not open GPU device on adapter '{}'", info.name))?;
+        let (device, queue) = open_device(adapter)?;
+        let pipelines = super::compile::DiskPipelineCache::open(&device, &info);
         Ok(Gpu {
+            adapter: adapter.clone(),
             device,
             queue,
             info,
             limits,
             kernels: Default::default(),
+            pipelines,
+            expected_runs: std::sync::atomic::AtomicU64::new(u64::MAX),
         })
+    }
+
+    /// Tell kernel selection how many times the dispatches built from now on will run (e.g.
+    /// a run's planned training steps), so that on CPU adapters, where large register tiles
+    /// cost a minute of JIT each, a short run takes cheaper-to-compile tiles
+    /// (`conv::budget_tile`). The default, `u64::MAX`, means "long run": the fastest tiles.
+    /// Choose it from the run's configuration only, so a resumed run picks the same kernels.
+    pub fn set_expected_runs(&self, runs: u64) {
+        self.expected_runs
+            .store(runs.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The value of `set_expected_runs`.
+    pub fn expected_runs(&self) -> u64 {
+        self.expected_runs
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The pipeline cache new pipelines go through, if any.
+    pub(crate) fn pipeline_cache(&self) -> Option<&wgpu::PipelineCache> {
+        self.pipelines.as_ref().map(|c| &c.cache)
     }
 
     /// True for software adapters (lavapipe, SwiftShader, WARP): they want big register tiles.

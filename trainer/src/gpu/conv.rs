@@ -323,7 +323,48 @@ pub fn default_tile_for(cpu: bool, pass: Pass, s: &ConvShape) -> Tile {
     }
 }
 
-/// The tile a pass will use: the tuned one when `TSC_AUTOTUNE=1`, else `default_tile`.
+/// The largest tile side worth its JIT for `work` FLOPs (the expected runs × one dispatch's
+/// FLOPs) on a CPU adapter. Measured on lavapipe (first dispatch with Mesa's cache off, conv
+/// forward 32->32): a 4×4 tile JITs in 0.3 s, 8×8 in 1.2 s, 16×16 in 6 s, 32×32 in 70 s,
+/// while the big tiles run roughly twice as fast as 8×8 ones (8 vs 15+ GFLOP/s). At that
+/// rate a big tile repays its extra minute after about a TFLOP of work, a 16×16 tile its
+/// extra 5 s after about 100 GFLOP.
+pub fn tile_cap(work: f64) -> u32 {
+    if work < 100e9 {
+        8
+    } else if work < 1000e9 {
+        16
+    } else {
+        u32::MAX
+    }
+}
+
+/// `t` with both tile sides at most `cap` (channel tiles smaller than `cap` stay as they are).
+pub fn capped(t: Tile, cap: u32) -> Tile {
+    Tile {
+        tm: t.tm.min(cap),
+        tn: t.tn.min(cap),
+        ..t
+    }
+}
+
+/// The default tile for a run that dispatches `pass` on `s` `runs` times: on CPU adapters
+/// capped by `tile_cap` (a short run, such as the quickstart or a test, must not spend
+/// minutes compiling tiles it runs a few hundred times), else `default_tile_for`.
+pub fn budget_tile_for(cpu: bool, pass: Pass, s: &ConvShape, runs: u64) -> Tile {
+    let t = default_tile_for(cpu, pass, s);
+    if !cpu {
+        return t;
+    }
+    capped(t, tile_cap(runs as f64 * s.flops()))
+}
+
+/// `budget_tile_for` on `gpu` with its `expected_runs`.
+pub fn budget_tile(gpu: &Gpu, pass: Pass, s: &ConvShape) -> Tile {
+    budget_tile_for(gpu.is_cpu(), pass, s, gpu.expected_runs())
+}
+
+/// The tile a pass will use: the tuned one when `TSC_AUTOTUNE=1`, else `budget_tile`.
 pub fn pick_tile(gpu: &Gpu, pass: Pass, s: &ConvShape) -> Result<Tile> {
     super::tune::conv_tile(gpu, pass, s)
 }

@@ -4,7 +4,8 @@
 use super::context::Gpu;
 use super::texture::TexMirror;
 use anyhow::{anyhow, bail, Result};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 /// How a kernel uses one binding; binding `i` of group 0 is `slots[i]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,12 +34,31 @@ pub struct Upload {
     pub mirror: Arc<TexMirror>,
 }
 
-/// A compiled compute pipeline with its bind-group layout.
+/// A compute pipeline with its bind-group layout. The WGSL is parsed and validated when the
+/// kernel is declared; the pipeline itself is created by `Gpu::prepare` (in parallel, for
+/// every kernel a graph declared) or, failing that, on first use (`crate::gpu::compile`).
 pub struct Kernel {
     pub name: String,
-    pipeline: wgpu::ComputePipeline,
+    pub(crate) source: String,
+    pub(crate) entry: String,
+    module: wgpu::ShaderModule,
+    pipeline_layout: wgpu::PipelineLayout,
     layout: wgpu::BindGroupLayout,
-    slots: Vec<Slot>,
+    pub(crate) slots: Vec<Slot>,
+    pipeline: OnceLock<wgpu::ComputePipeline>,
+    pub(crate) stats: Mutex<CompileStats>,
+}
+
+/// Where one kernel's compile time went (seconds; `trainer bench compile` prints them).
+#[derive(Clone, Debug, Default)]
+pub struct CompileStats {
+    /// Creating the pipeline on the device (on most GPU drivers: the whole compile).
+    pub create_s: f64,
+    /// Creating and JIT-compiling it on a helper device (CPU adapters, `Gpu::prepare`).
+    pub helper_s: Option<f64>,
+    /// Its first (empty) dispatch on the device: where llvmpipe JITs, or loads the JIT from
+    /// Mesa's shader cache; `None` until warmed.
+    pub warm_s: Option<f64>,
 }
 
 /// Replace every `{{NAME}}` in a WGSL template with its value: tile shapes are compile-time
@@ -51,9 +71,56 @@ pub fn specialize(src: &str, consts: &[(&str, u32)]) -> String {
     s
 }
 
+/// The bind-group layout entries for `slots` (binding `i` is `slots[i]`).
+pub(crate) fn layout_entries(slots: &[Slot]) -> Vec<wgpu::BindGroupLayoutEntry> {
+    slots
+        .iter()
+        .enumerate()
+        .map(|(i, s)| wgpu::BindGroupLayoutEntry {
+            binding: i as u32,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: match s {
+                Slot::Uniform => wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Uniform,
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                Slot::Texture => wgpu::BindingType::Texture {
+                    sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                    view_dimension: wgpu::TextureViewDimension::D2,
+                    multisampled: false,
+                },
+                Slot::Read | Slot::ReadWrite => wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage {
+                        read_only: *s == Slot::Read,
+                    },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+            },
+            count: None,
+        })
+        .collect()
+}
+
 impl Kernel {
-    /// Compile `entry` of `source`. Shader validation errors come back as `Err`, not a panic.
+    /// Compile `entry` of `source` now. Shader validation errors come back as `Err`, not a
+    /// panic.
     pub fn new(gpu: &Gpu, name: &str, source: &str, entry: &str, slots: &[Slot]) -> Result<Kernel> {
+        let k = Kernel::declare(gpu, name, source, entry, slots)?;
+        k.compile(gpu)?;
+        Ok(k)
+    }
+
+    /// Parse and validate `entry` of `source` and declare its layout; the pipeline is created
+    /// later (`compile`, `Gpu::prepare`, or first use).
+    pub fn declare(
+        gpu: &Gpu,
+        name: &str,
+        source: &str,
+        entry: &str,
+        slots: &[Slot],
+    ) -> Result<Kernel> {
         if let Some(pos) = source.find("{{") {
             let end = source[pos..].find("}}").map_or(pos + 10, |e| pos + e + 2);
             bail!(
@@ -68,66 +135,88 @@ impl Kernel {
                 label: Some(name),
                 source: wgpu::ShaderSource::Wgsl(source.into()),
             });
-        let entries: Vec<wgpu::BindGroupLayoutEntry> = slots
-            .iter()
-            .enumerate()
-            .map(|(i, s)| wgpu::BindGroupLayoutEntry {
-                binding: i as u32,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: match s {
-                    Slot::Uniform => wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Uniform,
-                        has_dynamic_offset: false,
-                        min_binding_size: None,
-                    },
-                    Slot::Texture => wgpu::BindingType::Texture {
-                        sample_type: wgpu::TextureSampleType::Float { filterable: false },
-                        view_dimension: wgpu::TextureViewDimension::D2,
-                        multisampled: false,
-                    },
-                    Slot::Read | Slot::ReadWrite => wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Storage {
-                            read_only: *s == Slot::Read,
-                        },
-                        has_dynamic_offset: false,
-                        min_binding_size: None,
-                    },
-                },
-                count: None,
-            })
-            .collect();
         let layout = gpu
             .device
             .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
                 label: Some(name),
-                entries: &entries,
+                entries: &layout_entries(slots),
             });
-        let pl = gpu
+        let pipeline_layout = gpu
             .device
             .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
                 label: Some(name),
                 bind_group_layouts: &[Some(&layout)],
                 immediate_size: 0,
             });
-        let pipeline = gpu
-            .device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(name),
-                layout: Some(&pl),
-                module: &module,
-                entry_point: Some(entry),
-                compilation_options: Default::default(),
-                cache: None,
-            });
         if let Some(e) = pollster::block_on(scope.pop()) {
             bail!("kernel {name} ({entry}) failed to compile: {e}");
         }
         Ok(Kernel {
             name: name.to_string(),
-            pipeline,
+            source: source.to_string(),
+            entry: entry.to_string(),
+            module,
+            pipeline_layout,
             layout,
             slots: slots.to_vec(),
+            pipeline: OnceLock::new(),
+            stats: Mutex::new(CompileStats::default()),
         })
+    }
+
+    /// Create the pipeline if it does not exist yet (safe to call from several threads: one
+    /// pipeline is kept).
+    pub fn compile(&self, gpu: &Gpu) -> Result<()> {
+        if self.pipeline.get().is_some() {
+            return Ok(());
+        }
+        let t0 = Instant::now();
+        let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let pipeline = gpu
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&self.name),
+                layout: Some(&self.pipeline_layout),
+                module: &self.module,
+                entry_point: Some(&self.entry),
+                compilation_options: Default::default(),
+                cache: gpu.pipeline_cache(),
+            });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            bail!(
+                "kernel {} ({}) failed to compile: {e}",
+                self.name,
+                self.entry
+            );
+        }
+        let _ = self.pipeline.set(pipeline);
+        self.stats.lock().expect("kernel stats").create_s += t0.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    /// Whether the pipeline exists.
+    pub fn is_compiled(&self) -> bool {
+        self.pipeline.get().is_some()
+    }
+
+    /// The pipeline, created now if nobody prepared it. Kernels are validated when declared
+    /// and `Gpu::prepare` reports pipeline errors as `Err`; one that fails here is a bug in a
+    /// generated shader, hence the panic.
+    fn pipeline(&self, gpu: &Gpu) -> &wgpu::ComputePipeline {
+        if let Err(e) = self.compile(gpu) {
+            panic!("{e:#}");
+        }
+        self.pipeline.get().expect("compiled above")
+    }
+
+    /// A copy of this kernel's compile statistics.
+    pub fn compile_stats(&self) -> CompileStats {
+        self.stats.lock().expect("kernel stats").clone()
+    }
+
+    /// The bind-group layout (what `bind` builds against).
+    pub(crate) fn bind_group_layout(&self) -> &wgpu::BindGroupLayout {
+        &self.layout
     }
 
     /// A bind group for `buffers`, in slot order. Build these once (at model build time), not
@@ -217,8 +306,9 @@ impl Dispatch {
 }
 
 impl Gpu {
-    /// The kernel cached under `key`, compiling it with `make() -> (source, entry, slots)` on
-    /// first use. Keys name the shader variant, e.g. `"conv_fwd/tm8_tn8"`.
+    /// The kernel cached under `key`, declared with `make() -> (source, entry, slots)` on
+    /// first use (its pipeline is created by `prepare` or when first recorded). Keys name the
+    /// shader variant, e.g. `"conv_fwd/tm8_tn8"`; equal keys must mean equal WGSL.
     pub fn kernel(
         &self,
         key: &str,
@@ -228,12 +318,10 @@ impl Gpu {
             return Ok(k.clone());
         }
         let (src, entry, slots) = make();
-        let k = Arc::new(Kernel::new(self, key, &src, entry, &slots)?);
-        self.kernels
-            .lock()
-            .expect("kernel cache")
-            .insert(key.to_string(), k.clone());
-        Ok(k)
+        let k = Arc::new(Kernel::declare(self, key, &src, entry, &slots)?);
+        let mut kernels = self.kernels.lock().expect("kernel cache");
+        // Another thread may have declared the same key meanwhile: keep the first.
+        Ok(kernels.entry(key.to_string()).or_insert(k).clone())
     }
 
     /// A uniform buffer holding `params` (e.g. `[u32; 8]` of shapes). Pad to 16 bytes.
@@ -292,7 +380,7 @@ impl Recorder<'_> {
             );
         }
         let pass = self.pass.as_mut().expect("pass just created");
-        pass.set_pipeline(&kernel.pipeline);
+        pass.set_pipeline(kernel.pipeline(self.gpu));
         pass.set_bind_group(0, bind, &[]);
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
     }

@@ -1,5 +1,6 @@
 //! The GPU layer: device context, tensors, kernels. Every kernel's WGSL lives in `shaders/`
 //! and has a CPU reference in `crate::reference` that the tests compare against.
+pub mod compile;
 pub mod context;
 pub mod kernel;
 pub mod tensor;
@@ -19,8 +20,11 @@ pub mod optim;
 pub mod pool;
 pub mod reduce;
 
+pub use compile::Prepared;
 pub use context::{list_adapters, Gpu};
-pub use kernel::{grid_1d, specialize, Dispatch, Kernel, Recorder, Res, Slot, Upload};
+pub use kernel::{
+    grid_1d, specialize, CompileStats, Dispatch, Kernel, Recorder, Res, Slot, Upload,
+};
 pub use reduce::Op;
 pub use tensor::{BufferPool, Tensor};
 pub use texture::TexMirror;

@@ -185,7 +185,10 @@ mod tests {
     fn mirror_heights_are_never_powers_of_two() {
         for rows in 0..5000 {
             let h = super::mirror_height(rows);
-            assert!(h >= rows && h <= rows.max(3) + 1 && !h.is_power_of_two(), "{rows} -> {h}");
+            assert!(
+                h >= rows && h <= rows.max(3) + 1 && !h.is_power_of_two(),
+                "{rows} -> {h}"
+            );
         }
     }
 

@@ -4,7 +4,7 @@
 //! pipeline compile (lavapipe: ~0.2 s for 8×8 tiles, ~0.7 s for 16×16).
 
 use super::conv::{
-    conv_backward_data_with, conv_backward_weights_with, conv_forward_with, default_tile,
+    budget_tile, conv_backward_data_with, conv_backward_weights_with, conv_forward_with,
     default_tile_for, ConvShape, Pass, Tile,
 };
 use super::{Dispatch, Gpu};
@@ -90,10 +90,11 @@ pub fn tune(gpu: &Gpu, pass: Pass, s: &ConvShape, reps: usize) -> Result<Vec<(Ti
     Ok(out)
 }
 
-/// The tile for `pass` on `s`: tuned (and cached) when autotuning is on, else the default.
+/// The tile for `pass` on `s`: tuned (and cached) when autotuning is on, else the default for
+/// the run's length (`budget_tile`).
 pub fn conv_tile(gpu: &Gpu, pass: Pass, s: &ConvShape) -> Result<Tile> {
     if !autotune_enabled() {
-        return Ok(default_tile(gpu, pass, s));
+        return Ok(budget_tile(gpu, pass, s));
     }
     if let Some(t) = cache().lock().expect("tune cache").get(&(pass, *s)) {
         return Ok(*t);
