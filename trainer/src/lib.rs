@@ -1,6 +1,7 @@
 //! tsc-trainer: the GPU trainer. See docs/DESIGN.md.
 pub mod analysis;
 pub mod bench;
+pub mod bench_compile;
 pub mod bench_train;
 pub mod config;
 pub mod data;

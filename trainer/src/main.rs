@@ -85,6 +85,20 @@ enum Bench {
     Kernels(tsc_trainer::bench::KernelArgs),
     /// Time whole training steps (forward, backward, update) per step-size mode.
     Train(tsc_trainer::bench_train::TrainBenchArgs),
+    /// List every pipeline the training run these flags describe compiles, with its compile
+    /// and JIT time (nothing is trained).
+    Compile(Box<CompileArgs>),
+}
+
+/// Flags of `trainer bench compile`: those of `trainer train`, and `--cold`.
+#[derive(Args)]
+struct CompileArgs {
+    #[command(flatten)]
+    train: TrainArgs,
+    /// Compile as a fresh machine would: Mesa's shader cache in an empty folder, no pipeline
+    /// cache.
+    #[arg(long)]
+    cold: bool,
 }
 
 /// Flags of `trainer train`; each overrides the same key of --config (see docs/TRAINING.md).
@@ -435,6 +449,23 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Bench {
             what: Bench::Train(args),
         } => tsc_trainer::bench_train::run(&gpu()?, &args),
+        Cmd::Bench {
+            what: Bench::Compile(args),
+        } => {
+            let cfg = args.train.config()?;
+            if args.cold {
+                let dir = std::env::temp_dir()
+                    .join(format!("tsc-cold-mesa-cache-{}", std::process::id()));
+                // Before the instance exists: Mesa reads these when the device opens.
+                std::env::set_var("MESA_SHADER_CACHE_DIR", &dir);
+                std::env::set_var(tsc_trainer::gpu::compile::PIPELINE_CACHE_ENV, "off");
+                let r = tsc_trainer::bench_compile::run(&gpu()?, &cfg);
+                let _ = std::fs::remove_dir_all(&dir);
+                r
+            } else {
+                tsc_trainer::bench_compile::run(&gpu()?, &cfg)
+            }
+        }
     }
 }
 

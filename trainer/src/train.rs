@@ -208,7 +208,7 @@ pub fn train(cfg: &TrainConfig, run: &TrainRun) -> Result<Vec<EpochStats>> {
     };
     // The whole run's steps (not what is left of it), so a resumed run picks the kernels the
     // interrupted one had.
-    gpu.set_expected_runs((cfg.epochs * steps) as u64);
+    gpu.set_expected_images((cfg.epochs * steps * batch) as u64);
     let m = GpuModel::new(gpu, &host, cfg.momentum, cfg.weight_decay)?;
     let g = Graph::new(gpu, &m, batch, Mode::Train)?;
     let eval = Evaluator::new(gpu, &m, batch.min(test_n), test_n)?;
@@ -344,7 +344,7 @@ pub fn eval(gpu: Option<&Gpu>, model_path: &Path, cfg: &TrainConfig) -> Result<E
             let n = test_ds.len();
             let batch = cfg.batch.min(n);
             // One pass over the split: cheap-to-compile kernels on CPU adapters.
-            gpu.set_expected_runs(n.div_ceil(batch) as u64);
+            gpu.set_expected_images(n as u64);
             let ev = Evaluator::new(gpu, &m, batch, n)?;
             gpu.prepare()?;
             let loader = Loader::new(Arc::new(test_ds), norm, LoaderConfig::eval(batch))?;

@@ -3,8 +3,8 @@
 //! Inputs are fresh random numbers each run; the seed is printed.
 
 use tsc_trainer::gpu::conv::{
-    conv_backward_data_with, conv_backward_weights_with, conv_forward_with, default_tile_for,
-    row_kernel, ConvShape, Pass, Tile,
+    budget_tile_for, conv_backward_data_with, conv_backward_weights_with, conv_forward_with,
+    default_tile_for, row_kernel, tile_cap, ConvShape, Pass, Tile,
 };
 use tsc_trainer::gpu::gemm::{default_gemm_tile, gemm_with};
 use tsc_trainer::gpu::tune::candidates_for;
@@ -124,11 +124,17 @@ fn shapes() -> Vec<ConvShape> {
     ]
 }
 
-/// The tiles each pass ships for `s`: the defaults for CPU and GPU adapters, and with
-/// `all` every autotune candidate of both.
+/// The tiles each pass ships for `s`: the defaults for CPU and GPU adapters (long and short
+/// runs), and with `all` every autotune candidate of both (`TSC_AUTOTUNE=1`; their JIT is most
+/// of this file's cold-cache time, so the candidates run in the ignored
+/// `autotune_candidates_match_reference`: `cargo test --release -p tsc-trainer --test conv --
+/// --ignored`).
 fn tiles(pass: Pass, s: &ConvShape, all: bool) -> Vec<Tile> {
+    // CPU defaults for long runs and the capped tiles short runs take (`budget_tile_for`).
     let mut v = vec![
         default_tile_for(true, pass, s),
+        budget_tile_for(true, pass, s, 1),
+        budget_tile_for(true, pass, s, (500e9 * s.n as f64 / s.flops()) as u64),
         default_tile_for(false, pass, s),
     ];
     if all {
@@ -144,21 +150,59 @@ fn tiles(pass: Pass, s: &ConvShape, all: bool) -> Vec<Tile> {
     out
 }
 
-/// (shape, whether to try every candidate tile on it)
-fn cases() -> Vec<(ConvShape, bool)> {
+/// (shape, whether to try every autotune candidate tile on it): every shape with the shipped
+/// defaults, or (`candidates`) the shapes the candidates are tried on, with them.
+fn cases_of(candidates: bool) -> Vec<(ConvShape, bool)> {
     shapes()
         .into_iter()
         .enumerate()
-        .map(|(i, s)| (s, i == 0 || i >= 19))
+        .filter(|&(i, _)| !candidates || i == 0 || i >= 19)
+        .map(|(_, s)| (s, candidates))
         .collect()
+}
+
+/// Declare every kernel `pass` runs below and compile them all at once (`Gpu::prepare`: on
+/// every core), printing the slowest: most of this file's time is pipeline JIT.
+fn precompile(gpu: &Gpu, pass: Pass, cases: &[(ConvShape, bool)]) {
+    for &(s, all) in cases {
+        let (x, w, y) = (
+            gpu.zeros(&s.x_shape()),
+            gpu.zeros(&s.w_shape()),
+            gpu.zeros(&s.y_shape()),
+        );
+        for t in tiles(pass, &s, all) {
+            match pass {
+                Pass::Forward => conv_forward_with(gpu, &s, t, &x, &w, None, &y),
+                Pass::BackwardData => conv_backward_data_with(gpu, &s, t, &y, &w, &x),
+                Pass::BackwardWeights => conv_backward_weights_with(gpu, &s, t, &x, &y, &w, false),
+            }
+            .unwrap();
+        }
+    }
+    let p = gpu.prepare_with(false).unwrap();
+    println!("{pass:?}: {p}");
+    let mut ks = gpu.kernels();
+    let cost = |k: &tsc_trainer::gpu::Kernel| {
+        let st = k.compile_stats();
+        st.helper_s.unwrap_or(0.0) + st.warm_s.unwrap_or(0.0) + st.create_s
+    };
+    ks.sort_by(|a, b| cost(b).total_cmp(&cost(a)));
+    for k in ks.iter().take(12) {
+        println!("  {:>6.1} s  {}", cost(k), k.name);
+    }
 }
 
 #[test]
 fn forward_matches_reference() {
+    check_forward(&cases_of(false));
+}
+
+fn check_forward(cases: &[(ConvShape, bool)]) {
     let gpu = Gpu::new(None).unwrap();
+    precompile(&gpu, Pass::Forward, cases);
     let mut rng = Rng::new(1);
     let mut worst = 0.0f64;
-    for (s, all) in cases() {
+    for &(s, all) in cases {
         let x = rng.vec(s.x_shape().iter().product());
         let w = rng.vec(s.w_shape().iter().product());
         let b = rng.vec(s.cout);
@@ -183,6 +227,16 @@ fn forward_matches_reference() {
         }
     }
     println!("forward: largest rel err {worst:.2e}");
+}
+
+/// Every autotune candidate tile (`TSC_AUTOTUNE=1`) of all three passes on the shapes they
+/// are tried on. Ignored by default: cold, their JIT takes lavapipe several minutes.
+#[test]
+#[ignore]
+fn autotune_candidates_match_reference() {
+    check_forward(&cases_of(true));
+    check_backward_data(&cases_of(true));
+    check_backward_weights(&cases_of(true));
 }
 
 /// L(x, w) = Σ y ⊙ dy, so ∂L/∂x and ∂L/∂w are the two backwards at dy.
@@ -226,10 +280,15 @@ fn finite_diff_err(
 
 #[test]
 fn backward_data_matches_reference_and_finite_differences() {
+    check_backward_data(&cases_of(false));
+}
+
+fn check_backward_data(cases: &[(ConvShape, bool)]) {
     let gpu = Gpu::new(None).unwrap();
+    precompile(&gpu, Pass::BackwardData, cases);
     let mut rng = Rng::new(2);
     let (mut worst, mut worst_fd) = (0.0f64, 0.0f64);
-    for (s, all) in cases() {
+    for &(s, all) in cases {
         let x = rng.vec(s.x_shape().iter().product());
         let w = rng.vec(s.w_shape().iter().product());
         let dy = rng.vec(s.y_shape().iter().product());
@@ -258,10 +317,15 @@ fn backward_data_matches_reference_and_finite_differences() {
 
 #[test]
 fn backward_weights_matches_reference_and_finite_differences() {
+    check_backward_weights(&cases_of(false));
+}
+
+fn check_backward_weights(cases: &[(ConvShape, bool)]) {
     let gpu = Gpu::new(None).unwrap();
+    precompile(&gpu, Pass::BackwardWeights, cases);
     let mut rng = Rng::new(3);
     let (mut worst, mut worst_fd) = (0.0f64, 0.0f64);
-    for (s, all) in cases() {
+    for &(s, all) in cases {
         let x = rng.vec(s.x_shape().iter().product());
         let w = rng.vec(s.w_shape().iter().product());
         let dy = rng.vec(s.y_shape().iter().product());
@@ -390,6 +454,13 @@ fn every_shader_variant_compiles() {
             .unwrap();
         }
     }
+    // declared above; pipelines are created (and validated against their layouts) here,
+    // without the first dispatch that would make lavapipe JIT them
+    let kernels = gpu.kernels();
+    assert!(!kernels.is_empty());
+    for k in &kernels {
+        k.compile(&gpu).unwrap();
+    }
     // the stem and the row-kernel test shapes (and the forward of the two 3-channel multi-row
     // dX shapes) go to the row kernels
     assert!(row_kernel(&ConvShape::square(128, 32, 3, 16, 3, 1, 1)));
@@ -397,4 +468,26 @@ fn every_shader_variant_compiles() {
     let bad = ConvShape::square(1, 4, 6, 4, 3, 1, 1);
     let bad = ConvShape { groups: 4, ..bad };
     assert!(bad.validate().is_err(), "groups must divide Cin");
+}
+
+/// Short runs on CPU adapters take tiles of at most 8 (then 16) a side, long runs the default;
+/// GPU adapters always take their default.
+#[test]
+fn budget_tiles_follow_the_run_length() {
+    assert_eq!(tile_cap(0.0), 8);
+    assert_eq!(tile_cap(99e9), 8);
+    assert_eq!(tile_cap(100e9), 16);
+    assert_eq!(tile_cap(1e12), u32::MAX);
+    for s in shapes() {
+        for pass in [Pass::Forward, Pass::BackwardData, Pass::BackwardWeights] {
+            let short = budget_tile_for(true, pass, &s, 10);
+            assert!(short.tm <= 8 && short.tn <= 8, "{s:?} {pass:?}: {short}");
+            let long = budget_tile_for(true, pass, &s, u64::MAX);
+            assert_eq!(long, default_tile_for(true, pass, &s));
+            assert_eq!(
+                budget_tile_for(false, pass, &s, 10),
+                default_tile_for(false, pass, &s)
+            );
+        }
+    }
 }

@@ -67,6 +67,8 @@ fn check(steps: &str, shortcut: &str, seed: u64) {
     let labels: Vec<u32> = (0..batch).map(|i| (i as u32 * 3 + 1) % 5).collect();
 
     let m = GpuModel::new(&gpu, &host, 0.9, 0.0).unwrap();
+    // A handful of runs: the cheap-to-JIT tiles (every tile is checked in tests/conv.rs).
+    gpu.set_expected_images(8);
     let g = Graph::new(&gpu, &m, batch, Mode::Train).unwrap();
     g.load(&gpu, &images, &labels).unwrap();
     let mut rec = gpu.recorder();

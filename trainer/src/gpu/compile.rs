@@ -66,9 +66,17 @@ pub fn mesa_cache_enabled() -> bool {
         && !std::env::var("MESA_DISK_CACHE_DISABLE").is_ok_and(|v| off(&v))
 }
 
-/// Worker threads for compiling: one per core.
+/// Environment variable: worker threads for `Gpu::prepare` (default: one per core; 1 compiles
+/// serially on the device, as on first use).
+pub const COMPILE_THREADS_ENV: &str = "TSC_COMPILE_THREADS";
+
+/// Worker threads for compiling.
 fn threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    std::env::var(COMPILE_THREADS_ENV)
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 impl Gpu {
@@ -470,5 +478,36 @@ impl DiskPipelineCache {
             return Ok(());
         }
         crate::model::write_atomic(&self.path, &wrap_cache_file(&data, &self.key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{unwrap_cache_file, wrap_cache_file};
+
+    /// A cache file round-trips, and every damaged or foreign variant is refused (so it never
+    /// reaches the driver).
+    #[test]
+    fn cache_files_are_checked_before_use() {
+        let key = "wgpu_pipeline_cache_vulkan_1_2 llvmpipe 22.3.6 tsc-trainer 0.1.0";
+        let data: Vec<u8> = (0..300u32).map(|i| (i * 7 % 251) as u8).collect();
+        let file = wrap_cache_file(&data, key);
+        assert_eq!(unwrap_cache_file(&file, key).unwrap(), &data[..]);
+        assert!(unwrap_cache_file(&file, "another adapter").is_err());
+        for cut in [0, 5, 8, 12, file.len() - 1] {
+            assert!(
+                unwrap_cache_file(&file[..cut], key).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let mut longer = file.clone();
+        longer.push(0);
+        assert!(unwrap_cache_file(&longer, key).is_err());
+        for i in 0..file.len() {
+            let mut bad = file.clone();
+            bad[i] ^= 0x10;
+            assert!(unwrap_cache_file(&bad, key).is_err(), "flipped byte {i}");
+        }
+        assert!(unwrap_cache_file(b"", key).is_err());
     }
 }

@@ -35,8 +35,8 @@ pub struct Gpu {
     /// The driver's pipeline cache, persisted across runs where the backend has one
     /// (`crate::gpu::compile`).
     pub(crate) pipelines: Option<super::compile::DiskPipelineCache>,
-    /// How many times the graphs being built will run (`set_expected_runs`).
-    expected_runs: std::sync::atomic::AtomicU64,
+    /// How many images the graphs being built will process (`set_expected_images`).
+    expected_images: std::sync::atomic::AtomicU64,
 }
 
 /// A device on `adapter` with every limit the adapter offers (large activations need big
@@ -135,23 +135,25 @@ impl Gpu {
             limits,
             kernels: Default::default(),
             pipelines,
-            expected_runs: std::sync::atomic::AtomicU64::new(u64::MAX),
+            expected_images: std::sync::atomic::AtomicU64::new(u64::MAX),
         })
     }
 
-    /// Tell kernel selection how many times the dispatches built from now on will run (e.g.
-    /// a run's planned training steps), so that on CPU adapters, where large register tiles
-    /// cost a minute of JIT each, a short run takes cheaper-to-compile tiles
-    /// (`conv::budget_tile`). The default, `u64::MAX`, means "long run": the fastest tiles.
+    /// Tell kernel selection how many images the graphs built from now on will process in
+    /// all (a run's epochs × steps × batch), so that on CPU adapters, where large register
+    /// tiles cost a minute of JIT each, a short run takes cheaper-to-compile tiles
+    /// (`conv::budget_tile`). Counted in images rather than dispatches, so the evaluation
+    /// graphs of a run (other batch sizes, the same layers) choose the training graph's tiles
+    /// and share its pipelines. The default, `u64::MAX`, means "long run": the fastest tiles.
     /// Choose it from the run's configuration only, so a resumed run picks the same kernels.
-    pub fn set_expected_runs(&self, runs: u64) {
-        self.expected_runs
-            .store(runs.max(1), std::sync::atomic::Ordering::Relaxed);
+    pub fn set_expected_images(&self, images: u64) {
+        self.expected_images
+            .store(images.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// The value of `set_expected_runs`.
-    pub fn expected_runs(&self) -> u64 {
-        self.expected_runs
+    /// The value of `set_expected_images`.
+    pub fn expected_images(&self) -> u64 {
+        self.expected_images
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 

@@ -323,8 +323,8 @@ pub fn default_tile_for(cpu: bool, pass: Pass, s: &ConvShape) -> Tile {
     }
 }
 
-/// The largest tile side worth its JIT for `work` FLOPs (the expected runs × one dispatch's
-/// FLOPs) on a CPU adapter. Measured on lavapipe (first dispatch with Mesa's cache off, conv
+/// The largest tile side worth its JIT for `work` FLOPs (the expected images × one image's
+/// FLOPs of the pass) on a CPU adapter. Measured on lavapipe (first dispatch with Mesa's cache off, conv
 /// forward 32->32): a 4×4 tile JITs in 0.3 s, 8×8 in 1.2 s, 16×16 in 6 s, 32×32 in 70 s,
 /// while the big tiles run roughly twice as fast as 8×8 ones (8 vs 15+ GFLOP/s). At that
 /// rate a big tile repays its extra minute after about a TFLOP of work, a 16×16 tile its
@@ -348,20 +348,21 @@ pub fn capped(t: Tile, cap: u32) -> Tile {
     }
 }
 
-/// The default tile for a run that dispatches `pass` on `s` `runs` times: on CPU adapters
-/// capped by `tile_cap` (a short run, such as the quickstart or a test, must not spend
-/// minutes compiling tiles it runs a few hundred times), else `default_tile_for`.
-pub fn budget_tile_for(cpu: bool, pass: Pass, s: &ConvShape, runs: u64) -> Tile {
+/// The default tile for a run that passes `images` images through `pass` on `s` (batch
+/// `s.n`): on CPU adapters capped by `tile_cap` (a short run, such as the quickstart or a
+/// test, must not spend minutes compiling tiles it runs a few hundred times), else
+/// `default_tile_for`.
+pub fn budget_tile_for(cpu: bool, pass: Pass, s: &ConvShape, images: u64) -> Tile {
     let t = default_tile_for(cpu, pass, s);
     if !cpu {
         return t;
     }
-    capped(t, tile_cap(runs as f64 * s.flops()))
+    capped(t, tile_cap(images as f64 * s.flops() / s.n as f64))
 }
 
-/// `budget_tile_for` on `gpu` with its `expected_runs`.
+/// `budget_tile_for` on `gpu` with its `expected_images`.
 pub fn budget_tile(gpu: &Gpu, pass: Pass, s: &ConvShape) -> Tile {
-    budget_tile_for(gpu.is_cpu(), pass, s, gpu.expected_runs())
+    budget_tile_for(gpu.is_cpu(), pass, s, gpu.expected_images())
 }
 
 /// The tile a pass will use: the tuned one when `TSC_AUTOTUNE=1`, else `budget_tile`.
