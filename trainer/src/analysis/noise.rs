@@ -111,6 +111,8 @@ pub fn noise_eval(
     }
     let test = Arc::new(test);
     let batch = opts.batch.clamp(1, n);
+    // Each checkpoint sees the split once per σ: a short run's cheap-to-compile kernels.
+    gpu.set_expected_images((n * opts.sigmas.len().max(1)) as u64);
     let mut curves = Vec::new();
     for (path, host) in paths.iter().zip(models) {
         check_fits(&host.arch, &test, &format!("checkpoint {}", path.display()))?;

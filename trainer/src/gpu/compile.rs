@@ -357,11 +357,13 @@ pub struct DiskPipelineCache {
     pub(crate) cache: wgpu::PipelineCache,
     path: PathBuf,
     key: String,
-    loaded_len: usize,
+    /// CRC-32 of the blob loaded at start (`None`: nothing loaded).
+    loaded_crc: Option<u32>,
 }
 
-/// The identity a cache file must carry to be used on this adapter.
-fn cache_key(info: &wgpu::AdapterInfo) -> Option<String> {
+/// The identity a cache file must carry to be used on this adapter (`None`: the backend has
+/// no pipeline cache).
+pub fn cache_key(info: &wgpu::AdapterInfo) -> Option<String> {
     let base = wgpu::util::pipeline_cache_key(info)?;
     Some(format!(
         "{base} {} {} {} tsc-trainer {}",
@@ -465,16 +467,16 @@ impl DiskPipelineCache {
             cache,
             path,
             key,
-            loaded_len: data.map_or(0, <[u8]>::len),
+            loaded_crc: data.map(tsc_core::crc32::crc32),
         })
     }
 
-    /// Write the cache to disk (atomically) if the driver has more to keep than was loaded.
+    /// Write the cache to disk (atomically) unless the driver's blob is what was loaded.
     pub(crate) fn save(&self) -> Result<()> {
         let Some(data) = self.cache.get_data() else {
             return Ok(());
         };
-        if data.len() <= self.loaded_len {
+        if Some(tsc_core::crc32::crc32(&data)) == self.loaded_crc {
             return Ok(());
         }
         crate::model::write_atomic(&self.path, &wrap_cache_file(&data, &self.key))

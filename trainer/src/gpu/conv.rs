@@ -25,7 +25,9 @@
 //!
 //! Tile shapes (`Tile`) are template constants chosen per adapter (`default_tile`): big
 //! register tiles on CPU adapters such as lavapipe, 4×4 per invocation and 64-invocation
-//! workgroups on GPUs. `crate::gpu::tune` can time a few candidates on the actual shape instead
+//! workgroups on GPUs. On CPU adapters a short run caps them (`budget_tile`: a 32×32 tile
+//! costs lavapipe a minute or more of JIT, which a few hundred steps never repay; the run's
+//! length comes from `Gpu::set_expected_images`). `crate::gpu::tune` can time a few candidates on the actual shape instead
 //! (`TSC_AUTOTUNE=1`, cached per shape in-process). The `*_with` variants take an explicit tile.
 //!
 //! Vector width: loads along the contiguous channel axis are vec4 when that axis is a multiple

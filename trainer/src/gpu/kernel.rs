@@ -39,8 +39,9 @@ pub struct Upload {
 /// every kernel a graph declared) or, failing that, on first use (`crate::gpu::compile`).
 pub struct Kernel {
     pub name: String,
-    pub(crate) source: String,
-    pub(crate) entry: String,
+    /// The WGSL, as compiled.
+    pub source: String,
+    pub entry: String,
     module: wgpu::ShaderModule,
     pipeline_layout: wgpu::PipelineLayout,
     layout: wgpu::BindGroupLayout,

@@ -1,7 +1,10 @@
 //! Tile selection for the conv kernels: the adapter's default, or (with `TSC_AUTOTUNE=1`) the
 //! fastest of a few candidates timed on the actual shape at first use, cached per
 //! (pass, shape) for the rest of the process. Candidates are few because each new tile is a
-//! pipeline compile (lavapipe: ~0.2 s for 8×8 tiles, ~0.7 s for 16×16).
+//! pipeline JIT (lavapipe, conv forward: ~1.2 s for 8×8 tiles, ~6 s for 16×16, 70+ s for
+//! 32×32). Without autotuning the tile is `conv::budget_tile`: the adapter's default, capped
+//! on CPU adapters for short runs. The candidates are checked against the f64 references by
+//! the ignored `autotune_candidates_match_reference` in `trainer/tests/conv.rs`.
 
 use super::conv::{
     budget_tile, conv_backward_data_with, conv_backward_weights_with, conv_forward_with,
