@@ -320,6 +320,11 @@ pub fn kernels(gpu: &Gpu, args: &KernelArgs) -> Result<()> {
         .map(|(_, ds)| &ds[..])
         .chain(convs.iter().map(|c| &c.ds[..]))
         .collect();
+    // Every kernel above, compiled on all cores before the first timed round.
+    let prepared = gpu.prepare()?;
+    if prepared.kernels > 0 {
+        println!("{prepared}");
+    }
     let times = measure_round_robin(gpu, &lists, args.reps)?;
     let (gemm_times, conv_times) = times.split_at(gemms.len());
 

@@ -326,15 +326,18 @@ pub fn default_tile_for(cpu: bool, pass: Pass, s: &ConvShape) -> Tile {
 }
 
 /// The largest tile side worth its JIT for `work` FLOPs (the expected images × one image's
-/// FLOPs of the pass) on a CPU adapter. Measured on lavapipe (first dispatch with Mesa's cache off, conv
-/// forward 32->32): a 4×4 tile JITs in 0.3 s, 8×8 in 1.2 s, 16×16 in 6 s, 32×32 in 70 s,
-/// while the big tiles run roughly twice as fast as 8×8 ones (8 vs 15+ GFLOP/s). At that
-/// rate a big tile repays its extra minute after about a TFLOP of work, a 16×16 tile its
-/// extra 5 s after about 100 GFLOP.
+/// FLOPs of the pass) on a CPU adapter. Measured on lavapipe: a conv forward JITs in 1.2 s
+/// with 8×8 tiles, 6 s with 16×16 and 25–105 s with the default (32-wide) tiles (first
+/// dispatch, Mesa's cache off); at ResNet-20's batch-128 shapes 8×8 tiles take 1.05–2.0× the
+/// default tiles' time (typically 1.45×) and 16×16 tiles 0.89–1.27× (typically 1.1×;
+/// `trainer bench kernels --versus 8x8/tex`, `--versus 16x16/tex`, one run each). With the
+/// layers of a stage sharing one kernel (5–6 in ResNet-20) at ~15–20 GFLOP/s, the 16×16
+/// tile's extra 5 s of JIT pays for itself from about 100 GFLOP per layer, the default tile's
+/// extra minute or more from about 2 TFLOP (ResNet-20 over 400k+ CIFAR images).
 pub fn tile_cap(work: f64) -> u32 {
     if work < 100e9 {
         8
-    } else if work < 1000e9 {
+    } else if work < 2e12 {
         16
     } else {
         u32::MAX
