@@ -19,7 +19,7 @@
 //! for correctness; it only moves the wait to one place, in parallel, with progress.
 
 use super::context::{open_device, Gpu};
-use super::kernel::{layout_entries, Kernel, Res, Slot};
+use super::kernel::{layouts, Kernel, Res, Slot};
 use super::texture::{mirror_height, TEX_W};
 use anyhow::{anyhow, Result};
 use std::path::PathBuf;
@@ -114,7 +114,12 @@ impl Gpu {
         pending.sort_by_key(|k| std::cmp::Reverse(k.source.len()));
         let n = pending.len();
         let threads = threads().min(n);
-        let helpers = self.is_cpu() && threads > 1 && mesa_cache_enabled();
+        // Helpers only help where the driver JITs at first dispatch into a shared on-disk
+        // cache: Mesa's llvmpipe (other CPU drivers, e.g. SwiftShader, would JIT twice).
+        let helpers = self.is_cpu()
+            && self.info.name.contains("llvmpipe")
+            && threads > 1
+            && mesa_cache_enabled();
         let bar = progress_bar(progress, n as u64, "compiling kernels");
         let next = AtomicUsize::new(0);
         let errors = Mutex::new(Vec::new());
@@ -154,11 +159,20 @@ impl Gpu {
         let dummies = Dummies::new(&self.device);
         for k in &pending {
             let t = Instant::now();
+            // In an error scope: were a stand-in resource ever unfit for a kernel, that kernel
+            // just JITs at its first real dispatch instead.
+            let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
             let bind = dummies.bind(&self.device, k.bind_group_layout(), &k.slots);
             let mut rec = self.recorder();
             rec.dispatch(k, &bind, [0, 0, 0]);
             rec.submit();
             self.wait()?;
+            if let Some(e) = pollster::block_on(scope.pop()) {
+                eprintln!(
+                    "warning: warming kernel {} failed ({e}); it compiles at first use",
+                    k.name
+                );
+            }
             k.stats.lock().expect("kernel stats").warm_s = Some(t.elapsed().as_secs_f64());
             if !helpers && self.is_cpu() {
                 bar.inc(1);
@@ -219,19 +233,7 @@ impl Helper {
                 label: Some(&k.name),
                 source: wgpu::ShaderSource::Wgsl(k.source.as_str().into()),
             });
-        let layout = self
-            .device
-            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some(&k.name),
-                entries: &layout_entries(&k.slots),
-            });
-        let pl = self
-            .device
-            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(&k.name),
-                bind_group_layouts: &[Some(&layout)],
-                immediate_size: 0,
-            });
+        let (layout, pl) = layouts(&self.device, &k.name, &k.slots);
         let pipeline = self
             .device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {

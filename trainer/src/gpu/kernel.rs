@@ -73,7 +73,7 @@ pub fn specialize(src: &str, consts: &[(&str, u32)]) -> String {
 }
 
 /// The bind-group layout entries for `slots` (binding `i` is `slots[i]`).
-pub(crate) fn layout_entries(slots: &[Slot]) -> Vec<wgpu::BindGroupLayoutEntry> {
+fn layout_entries(slots: &[Slot]) -> Vec<wgpu::BindGroupLayoutEntry> {
     slots
         .iter()
         .enumerate()
@@ -102,6 +102,24 @@ pub(crate) fn layout_entries(slots: &[Slot]) -> Vec<wgpu::BindGroupLayoutEntry> 
             count: None,
         })
         .collect()
+}
+
+/// The bind-group layout for `slots` and the pipeline layout holding it, on `device`.
+pub(crate) fn layouts(
+    device: &wgpu::Device,
+    name: &str,
+    slots: &[Slot],
+) -> (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
+    let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some(name),
+        entries: &layout_entries(slots),
+    });
+    let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some(name),
+        bind_group_layouts: &[Some(&layout)],
+        immediate_size: 0,
+    });
+    (layout, pipeline_layout)
 }
 
 impl Kernel {
@@ -136,19 +154,7 @@ impl Kernel {
                 label: Some(name),
                 source: wgpu::ShaderSource::Wgsl(source.into()),
             });
-        let layout = gpu
-            .device
-            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some(name),
-                entries: &layout_entries(slots),
-            });
-        let pipeline_layout = gpu
-            .device
-            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(name),
-                bind_group_layouts: &[Some(&layout)],
-                immediate_size: 0,
-            });
+        let (layout, pipeline_layout) = layouts(&gpu.device, name, slots);
         if let Some(e) = pollster::block_on(scope.pop()) {
             bail!("kernel {name} ({entry}) failed to compile: {e}");
         }
