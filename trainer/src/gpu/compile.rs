@@ -19,7 +19,7 @@
 //! for correctness; it only moves the wait to one place, in parallel, with progress.
 
 use super::context::{open_device, Gpu};
-use super::kernel::{layouts, Kernel, Res, Slot};
+use super::kernel::{bind_slots, layouts, Kernel, Res, Slot};
 use super::texture::{mirror_height, TEX_W};
 use anyhow::{anyhow, Result};
 use std::path::PathBuf;
@@ -162,7 +162,7 @@ impl Gpu {
             // In an error scope: were a stand-in resource ever unfit for a kernel, that kernel
             // just JITs at its first real dispatch instead.
             let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-            let bind = dummies.bind(&self.device, k.bind_group_layout(), &k.slots);
+            let bind = dummies.bind(&self.device, k.bind_group_layout(), &k.name, &k.slots)?;
             let mut rec = self.recorder();
             rec.dispatch(k, &bind, [0, 0, 0]);
             rec.submit();
@@ -244,7 +244,9 @@ impl Helper {
                 compilation_options: Default::default(),
                 cache: None,
             });
-        let bind = self.dummies.bind(&self.device, &layout, &k.slots);
+        let bind = self
+            .dummies
+            .bind(&self.device, &layout, &k.name, &k.slots)?;
         let mut enc = self.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
@@ -304,8 +306,9 @@ impl Dummies {
         &self,
         device: &wgpu::Device,
         layout: &wgpu::BindGroupLayout,
+        name: &str,
         slots: &[Slot],
-    ) -> wgpu::BindGroup {
+    ) -> Result<wgpu::BindGroup> {
         let bufs: Vec<wgpu::Buffer> = slots
             .iter()
             .map(|_| {
@@ -326,22 +329,7 @@ impl Dummies {
                 Slot::Read | Slot::ReadWrite => Res::Buf(b),
             })
             .collect();
-        let entries: Vec<wgpu::BindGroupEntry> = res
-            .iter()
-            .enumerate()
-            .map(|(i, r)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource: match r {
-                    Res::Buf(b) => b.as_entire_binding(),
-                    Res::Tex(v) => wgpu::BindingResource::TextureView(v),
-                },
-            })
-            .collect();
-        device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("warm"),
-            layout,
-            entries: &entries,
-        })
+        bind_slots(device, layout, name, slots, &res)
     }
 }
 

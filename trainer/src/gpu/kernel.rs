@@ -235,37 +235,43 @@ impl Kernel {
 
     /// A bind group for buffers and texture views, in slot order; each must suit its slot.
     pub fn bind_res(&self, gpu: &Gpu, res: &[Res]) -> Result<wgpu::BindGroup> {
-        if res.len() != self.slots.len() {
-            return Err(anyhow!(
-                "kernel {}: {} resources bound, {} expected",
-                self.name,
-                res.len(),
-                self.slots.len()
-            ));
-        }
-        let mut entries = Vec::with_capacity(res.len());
-        for (i, (r, slot)) in res.iter().zip(&self.slots).enumerate() {
-            let resource = match (r, slot) {
-                (Res::Tex(v), Slot::Texture) => wgpu::BindingResource::TextureView(v),
-                (Res::Buf(b), Slot::Read | Slot::ReadWrite | Slot::Uniform) => {
-                    b.as_entire_binding()
-                }
-                _ => bail!(
-                    "kernel {}: binding {i} is a {slot:?} slot, got {r:?}",
-                    self.name
-                ),
-            };
-            entries.push(wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource,
-            });
-        }
-        Ok(gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(&self.name),
-            layout: &self.layout,
-            entries: &entries,
-        }))
+        bind_slots(&gpu.device, &self.layout, &self.name, &self.slots, res)
     }
+}
+
+/// A bind group on `device` for `layout` (declared from `slots`) holding `res`, which must
+/// match `slots` in number and kind.
+pub(crate) fn bind_slots(
+    device: &wgpu::Device,
+    layout: &wgpu::BindGroupLayout,
+    name: &str,
+    slots: &[Slot],
+    res: &[Res],
+) -> Result<wgpu::BindGroup> {
+    if res.len() != slots.len() {
+        return Err(anyhow!(
+            "kernel {name}: {} resources bound, {} expected",
+            res.len(),
+            slots.len()
+        ));
+    }
+    let mut entries = Vec::with_capacity(res.len());
+    for (i, (r, slot)) in res.iter().zip(slots).enumerate() {
+        let resource = match (r, slot) {
+            (Res::Tex(v), Slot::Texture) => wgpu::BindingResource::TextureView(v),
+            (Res::Buf(b), Slot::Read | Slot::ReadWrite | Slot::Uniform) => b.as_entire_binding(),
+            _ => bail!("kernel {name}: binding {i} is a {slot:?} slot, got {r:?}"),
+        };
+        entries.push(wgpu::BindGroupEntry {
+            binding: i as u32,
+            resource,
+        });
+    }
+    Ok(device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(name),
+        layout,
+        entries: &entries,
+    }))
 }
 
 /// One recorded-once, replayed-every-step dispatch: a kernel, its bound buffers (including
