@@ -1,7 +1,8 @@
-// Option-A shortcut (docs/DESIGN.md): y[n, yo, xo, c] = x[n, 2·yo, 2·xo, c] for c < C_in, else 0.
-// Input [N][H][W][C_in], output [N][Ho][Wo][C_out] with Ho = ⌈H/2⌉, Wo = ⌈W/2⌉, C_out ≥ C_in.
-// Backward scatters dy back onto the even rows/columns; MODE 1 accumulates into dx (the block
-// input's gradient already holds conv1's contribution), MODE 0 overwrites.
+// Option-A shortcut (docs/DESIGN.md): y[n, yo, xo, c] = x[n, s·yo, s·xo, c] for c < C_in, else 0,
+// stride s ≥ 1 (2 in the CIFAR ResNets). Input [N][H][W][C_in], output [N][Ho][Wo][C_out] with
+// Ho = ⌈H/s⌉, Wo = ⌈W/s⌉, C_out ≥ C_in. Backward scatters dy back onto the rows/columns that are
+// multiples of s; MODE 1 accumulates into dx (the block input's gradient already holds conv1's
+// contribution), MODE 0 overwrites.
 // Host side: trainer/src/gpu/elementwise.rs.
 struct P {
     n: u32,
@@ -11,7 +12,7 @@ struct P {
     ho: u32,
     wo: u32,
     cout: u32,
-    total: u32,
+    s: u32,
 }
 const WG: u32 = 64u;
 const MODE: u32 = {{MODE}}u;
@@ -27,7 +28,7 @@ const MODE: u32 = {{MODE}}u;
 @compute @workgroup_size(64)
 fn fwd(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
     let i = g.x + g.y * nw.x * WG;
-    if (i >= p.total) { return; }
+    if (i >= p.n * p.ho * p.wo * p.cout) { return; }
     let c = i % p.cout;
     var t = i / p.cout;
     let xo = t % p.wo;
@@ -36,7 +37,7 @@ fn fwd(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw:
     let n = t / p.ho;
     var v = 0.0;
     if (c < p.cin) {
-        v = x[((n * p.h + 2u * yo) * p.w + 2u * xo) * p.cin + c];
+        v = x[((n * p.h + p.s * yo) * p.w + p.s * xo) * p.cin + c];
     }
     y[i] = v;
 }
@@ -57,9 +58,12 @@ fn bwd(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw:
     t = t / p.w;
     let yi = t % p.h;
     let n = t / p.h;
+    // One division per coordinate (integer division by a uniform is not vectorised on CPU).
+    let qx = xi / p.s;
+    let qy = yi / p.s;
     var v = 0.0;
-    if ((xi & 1u) == 0u && (yi & 1u) == 0u) {
-        v = dy[((n * p.ho + yi / 2u) * p.wo + xi / 2u) * p.cout + c];
+    if (qx * p.s == xi && qy * p.s == yi) {
+        v = dy[((n * p.ho + qy) * p.wo + qx) * p.cout + c];
     }
     if (MODE == 1u) {
         dx[i] = dx[i] + v;
@@ -77,7 +81,7 @@ fn bwd(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw:
 fn fwd4(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
     let i = g.x + g.y * nw.x * WG;
     let co4 = p.cout / 4u;
-    if (i >= p.total / 4u) { return; }
+    if (i >= p.n * p.ho * p.wo * co4) { return; }
     let c = i % co4;
     var t = i / co4;
     let xo = t % p.wo;
@@ -86,7 +90,7 @@ fn fwd4(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw
     let n = t / p.ho;
     let ci4 = p.cin / 4u;
     let inside = c < ci4;
-    let at = ((n * p.h + 2u * yo) * p.w + 2u * xo) * ci4 + c;
+    let at = ((n * p.h + p.s * yo) * p.w + p.s * xo) * ci4 + c;
     y[i] = select(vec4<f32>(), tex4(x, select(0u, at, inside)), inside);
 }
 
@@ -108,9 +112,11 @@ fn bwd4(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw
     t = t / p.w;
     let yi = t % p.h;
     let n = t / p.h;
-    let even = (xi & 1u) == 0u && (yi & 1u) == 0u;
-    let at = ((n * p.ho + yi / 2u) * p.wo + xi / 2u) * (p.cout / 4u) + c;
-    var v = select(vec4<f32>(), tex4(dy, select(0u, at, even)), even);
+    let qx = xi / p.s;
+    let qy = yi / p.s;
+    let hit = qx * p.s == xi && qy * p.s == yi;
+    let at = ((n * p.ho + qy) * p.wo + qx) * (p.cout / 4u) + c;
+    var v = select(vec4<f32>(), tex4(dy, select(0u, at, hit)), hit);
     if (MODE == 1u) {
         v = v + tex4(dx_old, i);
     }

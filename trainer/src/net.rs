@@ -483,7 +483,7 @@ impl Graph {
                     x.clone()
                 } else if a.shortcut == ShortcutKind::A {
                     let t = bd.act(&[batch, ho, wo, c]);
-                    bd.push(shortcut_a_forward(gpu, &x, &t)?);
+                    bd.push(shortcut_a_forward(gpu, &x, &t, 2)?);
                     short_a = Some(t.clone());
                     t
                 } else {
@@ -665,7 +665,7 @@ impl Graph {
                         gpu, &k.g1, &k.x, &dc1, &w1.grad, false,
                     )?));
                     if k.short_a.is_some() {
-                        bd.push(shortcut_a_backward(gpu, &dshort, &dx, true)?);
+                        bd.push(shortcut_a_backward(gpu, &dshort, &dx, 2, true)?);
                     } else if let (Some((pc, _pb, saved)), Some(gp)) = (&k.proj, &k.gp) {
                         let dpc = bd.act(&pc.shape);
                         bn_bwd(

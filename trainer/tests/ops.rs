@@ -413,41 +413,50 @@ fn step_scale_forward_backward() {
 fn shortcut_option_a() {
     let mut rng = rng("shortcut");
     let g = gpu();
-    for &(n, h, w, cin, cout) in &[
-        (1, 7, 7, 3, 5),
-        (3, 9, 7, 5, 10),
-        (2, 8, 8, 16, 32),
-        (1, 9, 9, 17, 17),
+    for &(n, h, w, cin, cout, st) in &[
+        (1, 7, 7, 3, 5, 2),
+        (3, 9, 7, 5, 10, 2),
+        (2, 8, 8, 16, 32, 2),
+        (1, 9, 9, 17, 17, 2),
         // vec4 entries on CPU adapters: odd spatial sizes, Cin = Cout
-        (3, 5, 7, 4, 8),
-        (1, 7, 9, 8, 8),
+        (3, 5, 7, 4, 8, 2),
+        (1, 7, 9, 8, 8, 2),
+        // stride 1 (a channel-only pad) and 3 (sizes not multiples of 3), scalar and vec4
+        (2, 5, 6, 3, 7, 1),
+        (1, 4, 5, 5, 5, 1),
+        (2, 6, 5, 8, 12, 1),
+        (2, 7, 8, 3, 6, 3),
+        (1, 9, 10, 5, 5, 3),
+        (2, 7, 5, 4, 8, 3),
+        (1, 8, 7, 12, 12, 3),
     ] {
+        println!("shape n{n} h{h} w{w} cin{cin} cout{cout} stride {st}");
         let x = rounded(&randn(&mut rng, n * h * w * cin, 0.0, 1.0));
-        let (ho, wo) = (h.div_ceil(2), w.div_ceil(2));
+        let (ho, wo) = (h.div_ceil(st), w.div_ceil(st));
         let yshape = [n, ho, wo, cout];
         let xshape = [n, h, w, cin];
         let rr = rounded(&randn(&mut rng, n * ho * wo * cout, 0.0, 1.0));
         let ty = out(&yshape);
-        ew::shortcut_a_forward(g, &up(&x, &xshape), &ty)
+        ew::shortcut_a_forward(g, &up(&x, &xshape), &ty, st)
             .unwrap()
             .run(g);
         check(
             "shortcut fwd",
             &down(&ty),
-            &r::shortcut_a_forward(&x, n, h, w, cin, cout),
+            &r::shortcut_a_forward(&x, n, h, w, cin, cout, st),
             0.0,
         );
         let tdx = out(&xshape);
-        ew::shortcut_a_backward(g, &up(&rr, &yshape), &tdx, false)
+        ew::shortcut_a_backward(g, &up(&rr, &yshape), &tdx, st, false)
             .unwrap()
             .run(g);
-        let dx = r::shortcut_a_backward(&rr, n, h, w, cin, cout);
-        let lx = |v: &[f64]| dot(&rr, &r::shortcut_a_forward(v, n, h, w, cin, cout));
+        let dx = r::shortcut_a_backward(&rr, n, h, w, cin, cout, st);
+        let lx = |v: &[f64]| dot(&rr, &r::shortcut_a_forward(v, n, h, w, cin, cout, st));
         check_grad("shortcut bwd", &down(&tdx), &dx, &fd(&lx, &x), 1e-6);
         // Accumulating mode adds onto what is there.
         let base = rounded(&randn(&mut rng, x.len(), 0.0, 1.0));
         let tacc = up(&base, &xshape);
-        ew::shortcut_a_backward(g, &up(&rr, &yshape), &tacc, true)
+        ew::shortcut_a_backward(g, &up(&rr, &yshape), &tacc, st, true)
             .unwrap()
             .run(g);
         check(
@@ -457,6 +466,11 @@ fn shortcut_option_a() {
             1e-6,
         );
     }
+    // Shapes that do not fit the stride are refused, as is stride 0.
+    let tx = g.zeros(&[1, 7, 7, 3]);
+    assert!(ew::shortcut_a_forward(g, &tx, &g.zeros(&[1, 4, 4, 3]), 3).is_err());
+    assert!(ew::shortcut_a_forward(g, &tx, &g.zeros(&[1, 7, 7, 3]), 0).is_err());
+    assert!(ew::shortcut_a_backward(g, &g.zeros(&[1, 3, 3, 3]), &tx, 2, false).is_err());
 }
 
 #[test]

@@ -8,8 +8,11 @@
 //! - [`step_scale_forward`]`(gpu, f, dt, y)`: `y = F ⊗ Δt` over NHWC, `C = dt.len()`.
 //! - [`step_scale_backward`]`(gpu, dy, f, dt, df, ddt)`: `dF = dy·Δt`, `dΔt[c] = Σ dy·F` (one
 //!   pass writing dF and per-chunk partials, then a tiny deterministic finalize).
-//! - [`shortcut_a_forward`]`(gpu, x, y)`: `x` `[N][H][W][C_in]` → `y` `[N][⌈H/2⌉][⌈W/2⌉][C_out]`.
-//! - [`shortcut_a_backward`]`(gpu, dy, dx, accumulate)`: scatter back; `accumulate` adds to `dx`.
+//! - [`shortcut_a_forward`]`(gpu, x, y, stride)`: `x` `[N][H][W][C_in]` → `y`
+//!   `[N][⌈H/s⌉][⌈W/s⌉][C_out]`, `y[n][yo][xo][c] = x[n][s·yo][s·xo][c]` for `c < C_in`, else 0
+//!   (the CIFAR ResNets use `s = 2`).
+//! - [`shortcut_a_backward`]`(gpu, dy, dx, stride, accumulate)`: scatter back; `accumulate` adds
+//!   to `dx`.
 //!   On CPU adapters with channel counts that are multiples of 4 both run 4 channels per
 //!   invocation and read through texture mirrors (`fwd4`/`bwd4`; ResNet-20 step on lavapipe:
 //!   64 -> 21–29 ms for the two shortcuts' forward and backward).
@@ -242,23 +245,26 @@ pub fn step_scale_backward(
     })
 }
 
-fn shortcut_params(x: &[usize], y: &[usize]) -> Result<[u32; 8]> {
+fn shortcut_params(x: &[usize], y: &[usize], stride: usize) -> Result<[u32; 8]> {
     ensure!(
         x.len() == 4 && y.len() == 4,
         "shortcut: tensors must be NHWC (4-D)"
     );
+    ensure!(stride >= 1, "shortcut: stride must be at least 1");
     let (n, h, w, cin) = (x[0], x[1], x[2], x[3]);
-    let (ho, wo, cout) = (h.div_ceil(2), w.div_ceil(2), y[3]);
+    let (ho, wo, cout) = (h.div_ceil(stride), w.div_ceil(stride), y[3]);
     ensure!(
         y[0] == n && y[1] == ho && y[2] == wo && cout >= cin,
-        "shortcut: output shape {y:?} does not match input {x:?} (expected [{n}, {ho}, {wo}, ≥{cin}])"
+        "shortcut: output shape {y:?} does not match input {x:?} at stride {stride} \
+         (expected [{n}, {ho}, {wo}, ≥{cin}])"
     );
-    Ok([n, h, w, cin, ho, wo, cout, n * ho * wo * cout].map(|v| v as u32))
+    Ok([n, h, w, cin, ho, wo, cout, stride].map(|v| v as u32))
 }
 
-/// Option-A shortcut forward: stride-2 subsample, zero channels appended.
-pub fn shortcut_a_forward(gpu: &Gpu, x: &Tensor, y: &Tensor) -> Result<Op> {
-    let words = shortcut_params(&x.shape, &y.shape)?;
+/// Option-A shortcut forward: subsample every `stride`-th row and column, zero channels
+/// appended.
+pub fn shortcut_a_forward(gpu: &Gpu, x: &Tensor, y: &Tensor, stride: usize) -> Result<Op> {
+    let words = shortcut_params(&x.shape, &y.shape, stride)?;
     let p = params(gpu, words);
     let d = if shortcut_vec4(gpu, words[3], words[6]) {
         let k = kernel(gpu, SHORTCUT_KERNELS, "fwd4", 0)?;
@@ -276,10 +282,17 @@ pub fn shortcut_a_forward(gpu: &Gpu, x: &Tensor, y: &Tensor) -> Result<Op> {
     })
 }
 
-/// Option-A shortcut backward: `dx` (shaped like the forward's `x`) gets `dy` on the even
-/// rows/columns of its first `C_out`… channels and 0 elsewhere; added when `accumulate`.
-pub fn shortcut_a_backward(gpu: &Gpu, dy: &Tensor, dx: &Tensor, accumulate: bool) -> Result<Op> {
-    let words = shortcut_params(&dx.shape, &dy.shape)?;
+/// Option-A shortcut backward: `dx` (shaped like the forward's `x`) gets `dy`'s first `C_in`
+/// channels on the rows/columns that are multiples of `stride` and 0 elsewhere; added when
+/// `accumulate`.
+pub fn shortcut_a_backward(
+    gpu: &Gpu,
+    dy: &Tensor,
+    dx: &Tensor,
+    stride: usize,
+    accumulate: bool,
+) -> Result<Op> {
+    let words = shortcut_params(&dx.shape, &dy.shape, stride)?;
     let p = params(gpu, words);
     let d = if shortcut_vec4(gpu, words[3], words[6]) {
         let k = kernel(gpu, SHORTCUT_KERNELS, "bwd4", accumulate as u32)?;

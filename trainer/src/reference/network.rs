@@ -107,7 +107,7 @@ pub fn train_loss(a: &Arch, w: &Weights, images: &[f64], labels: &[u32]) -> f64 
             let short = if !g.shape_change {
                 x.clone()
             } else if a.shortcut == ShortcutKind::A {
-                shortcut_a_forward(&x, n, hi, wi, ci, c)
+                shortcut_a_forward(&x, n, hi, wi, ci, c, 2)
             } else {
                 let sp = cv.proj.expect("option B with a shape change");
                 bn(

@@ -155,7 +155,8 @@ pub fn step_scale_backward(dy: &[f64], f: &[f64], dt: &[f64]) -> (Vec<f64>, Vec<
     (df, ddt)
 }
 
-/// Option-A shortcut: `x` `[n][h][w][cin]` → `[n][⌈h/2⌉][⌈w/2⌉][cout]`.
+/// Option-A shortcut at stride `s`: `x` `[n][h][w][cin]` → `[n][⌈h/s⌉][⌈w/s⌉][cout]`,
+/// `y[b][yo][xo][c] = x[b][s·yo][s·xo][c]` for `c < cin`, else 0.
 pub fn shortcut_a_forward(
     x: &[f64],
     n: usize,
@@ -163,15 +164,16 @@ pub fn shortcut_a_forward(
     w: usize,
     cin: usize,
     cout: usize,
+    s: usize,
 ) -> Vec<f64> {
-    let (ho, wo) = (h.div_ceil(2), w.div_ceil(2));
+    let (ho, wo) = (h.div_ceil(s), w.div_ceil(s));
     let mut y = vec![0.0; n * ho * wo * cout];
     for b in 0..n {
         for yo in 0..ho {
             for xo in 0..wo {
                 for c in 0..cin {
                     y[((b * ho + yo) * wo + xo) * cout + c] =
-                        x[((b * h + 2 * yo) * w + 2 * xo) * cin + c];
+                        x[((b * h + s * yo) * w + s * xo) * cin + c];
                 }
             }
         }
@@ -187,14 +189,15 @@ pub fn shortcut_a_backward(
     w: usize,
     cin: usize,
     cout: usize,
+    s: usize,
 ) -> Vec<f64> {
-    let (ho, wo) = (h.div_ceil(2), w.div_ceil(2));
+    let (ho, wo) = (h.div_ceil(s), w.div_ceil(s));
     let mut dx = vec![0.0; n * h * w * cin];
     for b in 0..n {
         for yo in 0..ho {
             for xo in 0..wo {
                 for c in 0..cin {
-                    dx[((b * h + 2 * yo) * w + 2 * xo) * cin + c] +=
+                    dx[((b * h + s * yo) * w + s * xo) * cin + c] +=
                         dy[((b * ho + yo) * wo + xo) * cout + c];
                 }
             }
