@@ -505,6 +505,209 @@ fn global_average_pool() {
     }
 }
 
+/// Max-pool geometries `(n, h, w, c, k, stride, pad)`: the ImageNet stem pool (k3 s2 p1) on odd
+/// sizes, k2 s2 p0 on odd sizes (trailing rows/columns dropped), overlapping k3 s1 p1, windows
+/// mostly in padding (k3 p2), gaps between windows (s > k), 1×1 and 1×N inputs, C not a
+/// multiple of 4, and one shape spanning many workgroups.
+const MAXPOOLS: &[(usize, usize, usize, usize, usize, usize, usize)] = &[
+    (2, 7, 9, 5, 3, 2, 1),
+    (1, 7, 7, 3, 2, 2, 0),
+    (2, 9, 5, 6, 2, 2, 0),
+    (2, 6, 7, 5, 3, 1, 1),
+    (1, 7, 8, 3, 3, 2, 2),
+    (1, 8, 7, 2, 2, 3, 0),
+    (1, 1, 1, 5, 1, 1, 0),
+    (2, 1, 1, 3, 3, 2, 1),
+    (1, 1, 6, 4, 3, 2, 1),
+    (2, 16, 15, 16, 3, 2, 1),
+];
+
+/// `len` distinct values in random order, spread over [−2, 2) at least 4/len apart: a finite
+/// difference step (1e-6) never changes which element wins a window.
+fn distinct(rng: &mut Rng, len: usize) -> Vec<f64> {
+    let perm = rng.permutation(len);
+    rounded(
+        &perm
+            .iter()
+            .map(|&i| 4.0 * i as f64 / len as f64 - 2.0)
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn maxpool_out(shape: [usize; 4], k: usize, s: usize, p: usize) -> [usize; 4] {
+    let [n, h, w, c] = shape;
+    [n, (h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1, c]
+}
+
+/// Runs the GPU max pool forward; `(y, argmax)`.
+fn gpu_maxpool(x: &[f64], shape: [usize; 4], pool: pool::Pool2d) -> (Vec<f32>, Vec<u32>) {
+    let g = gpu();
+    let oshape = maxpool_out(shape, pool.k, pool.stride, pool.pad);
+    let (ty, targ) = (
+        out(&oshape),
+        g.upload_u32(&vec![u32::MAX; numel(oshape)], &oshape),
+    );
+    pool::maxpool_forward(g, &up(x, &shape), &ty, &targ, pool)
+        .unwrap()
+        .run(g);
+    (down(&ty), g.download_u32(&targ).unwrap())
+}
+fn numel(s: [usize; 4]) -> usize {
+    s.iter().product()
+}
+
+#[test]
+fn max_pool_forward() {
+    let mut rng = rng("maxpool_forward");
+    for &(n, h, w, c, k, s, p) in MAXPOOLS {
+        println!("shape n{n} h{h} w{w} c{c} k{k} s{s} p{p}");
+        let shape = [n, h, w, c];
+        let pool = pool::Pool2d::new(k, s, p);
+        assert_eq!(pool.out_shape(&shape).unwrap(), maxpool_out(shape, k, s, p));
+        // Random values (no ties), then few distinct values (many ties: the first wins).
+        for ties in [false, true] {
+            let x: Vec<f64> = if ties {
+                (0..numel(shape))
+                    .map(|_| (rng.normal() as f64 * 1.5).round().clamp(-2.0, 2.0))
+                    .collect()
+            } else {
+                rounded(&randn(&mut rng, numel(shape), 0.0, 1.0))
+            };
+            let (want, want_arg, _) = r::maxpool_forward(&x, shape, k, s, p);
+            let (got, got_arg) = gpu_maxpool(&x, shape, pool);
+            check(
+                if ties {
+                    "maxpool fwd ties"
+                } else {
+                    "maxpool fwd"
+                },
+                &got,
+                &want,
+                0.0,
+            );
+            let want_arg: Vec<u32> = want_arg.iter().map(|&a| a as u32).collect();
+            assert_eq!(got_arg, want_arg, "maxpool argmax (ties: {ties})");
+        }
+    }
+}
+
+#[test]
+fn max_pool_backward() {
+    let mut rng = rng("maxpool_backward");
+    let g = gpu();
+    for &(n, h, w, c, k, s, p) in MAXPOOLS {
+        println!("shape n{n} h{h} w{w} c{c} k{k} s{s} p{p}");
+        let shape = [n, h, w, c];
+        let pool = pool::Pool2d::new(k, s, p);
+        let oshape = maxpool_out(shape, k, s, p);
+        let x = distinct(&mut rng, numel(shape));
+        let rr = rounded(&randn(&mut rng, numel(oshape), 0.0, 1.0));
+        // The argmax the GPU forward saved.
+        let (_, arg) = gpu_maxpool(&x, shape, pool);
+        let (_, want_arg, _) = r::maxpool_forward(&x, shape, k, s, p);
+        assert!(arg.iter().zip(&want_arg).all(|(&a, &b)| a as usize == b));
+        let targ = g.upload_u32(&arg, &oshape);
+        let tdy = up(&rr, &oshape);
+        let tdx = out(&shape);
+        pool::maxpool_backward(g, &tdy, &targ, &tdx, pool, false)
+            .unwrap()
+            .run(g);
+        let dx = r::maxpool_backward(&rr, &want_arg, x.len());
+        let lx = |v: &[f64]| dot(&rr, &r::maxpool_forward(v, shape, k, s, p).0);
+        let got = down(&tdx);
+        check_grad("maxpool bwd", &got, &dx, &fd(&lx, &x), 1e-6);
+        // Deterministic: a second run gives the same bits.
+        g.fill(&tdx, f32::NAN);
+        pool::maxpool_backward(g, &tdy, &targ, &tdx, pool, false)
+            .unwrap()
+            .run(g);
+        assert!(
+            down(&tdx)
+                .iter()
+                .zip(&got)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "maxpool bwd: a second run differs"
+        );
+        // Accumulating mode adds onto what is there.
+        let base = rounded(&randn(&mut rng, x.len(), 0.0, 1.0));
+        let tacc = up(&base, &shape);
+        pool::maxpool_backward(g, &tdy, &targ, &tacc, pool, true)
+            .unwrap()
+            .run(g);
+        check(
+            "maxpool bwd accumulate",
+            &down(&tacc),
+            &r::add(&base, &dx),
+            1e-6,
+        );
+    }
+    // Ties (many equal values): the gradient goes to the first element of each window only.
+    let shape = [2, 7, 9, 5];
+    let (k, s, p) = (3, 1, 1);
+    let pool = pool::Pool2d::new(k, s, p);
+    let oshape = maxpool_out(shape, k, s, p);
+    let x: Vec<f64> = (0..numel(shape))
+        .map(|_| (rng.normal() as f64).round().clamp(-1.0, 1.0))
+        .collect();
+    let rr = rounded(&randn(&mut rng, numel(oshape), 0.0, 1.0));
+    let (_, arg) = gpu_maxpool(&x, shape, pool);
+    let (_, want_arg, _) = r::maxpool_forward(&x, shape, k, s, p);
+    let tdx = out(&shape);
+    pool::maxpool_backward(
+        g,
+        &up(&rr, &oshape),
+        &g.upload_u32(&arg, &oshape),
+        &tdx,
+        pool,
+        false,
+    )
+    .unwrap()
+    .run(g);
+    check(
+        "maxpool bwd ties",
+        &down(&tdx),
+        &r::maxpool_backward(&rr, &want_arg, x.len()),
+        1e-6,
+    );
+}
+
+#[test]
+fn max_pool_rejects_bad_geometry() {
+    let g = gpu();
+    let x = g.zeros(&[1, 5, 5, 3]);
+    let any = |k, s, p, y: &[usize]| {
+        let (ty, ta) = (g.zeros(y), g.zeros(y));
+        pool::maxpool_forward(g, &x, &ty, &ta, pool::Pool2d::new(k, s, p))
+            .err()
+            .map(|e| format!("{e:#}"))
+    };
+    // Zero kernel or stride, padding ≥ kernel (windows in padding only), a window larger than
+    // the padded input, and output shapes that do not match.
+    for (k, s, p, y, what) in [
+        (0, 1, 0, vec![1, 6, 6, 3], "kernel"),
+        (2, 0, 0, vec![1, 4, 4, 3], "stride"),
+        (2, 1, 2, vec![1, 8, 8, 3], "padding"),
+        (3, 2, 3, vec![1, 5, 5, 3], "padding"),
+        (8, 1, 1, vec![1, 1, 1, 3], "larger"),
+        (3, 2, 1, vec![1, 2, 3, 3], "output shape"),
+        (3, 2, 1, vec![1, 3, 3, 4], "output shape"),
+    ] {
+        let e = any(k, s, p, &y).unwrap_or_else(|| panic!("k{k} s{s} p{p} {y:?} accepted"));
+        println!("k{k} s{s} p{p} {y:?}: {e}");
+        assert!(
+            e.contains(what),
+            "k{k} s{s} p{p}: error {e:?} does not name {what:?}"
+        );
+    }
+    assert!(any(3, 2, 1, &[1, 3, 3, 3]).is_none());
+    // An argmax buffer of the wrong length, and a backward with mismatched shapes.
+    let (ty, ta) = (g.zeros(&[1, 3, 3, 3]), g.zeros(&[1, 3, 3, 2]));
+    let pool = pool::Pool2d::new(3, 2, 1);
+    assert!(pool::maxpool_forward(g, &x, &ty, &ta, pool).is_err());
+    assert!(pool::maxpool_backward(g, &ty, &ta, &x, pool, false).is_err());
+    assert!(pool::maxpool_backward(g, &x, &ty, &ty, pool, true).is_err());
+}
+
 #[test]
 fn fully_connected() {
     let mut rng = rng("linear");
@@ -713,8 +916,9 @@ fn column_sums_and_totals() {
     }
 }
 
-/// Timings at ResNet-20's activation shapes (batch 128): `cargo test -p tsc-trainer --release
-/// --test ops -- --ignored --nocapture bench`. Prints ms per op and effective GB/s.
+/// Timings at ResNet-20's activation shapes (batch 128), and the ImageNet stem max pool (batch
+/// 8): `cargo test -p tsc-trainer --release --test ops -- --ignored --nocapture bench`. Prints
+/// ms per op and effective GB/s.
 #[test]
 #[ignore]
 fn bench_memory_bound_ops() {
@@ -846,4 +1050,22 @@ fn bench_memory_bound_ops() {
             2.0 * b,
         );
     }
+    // The ImageNet ResNets' stem max pool, batch 8: [8, 112, 112, 64] -> [8, 56, 56, 64].
+    let (xs, ys) = ([8, 112, 112, 64], [8, 56, 56, 64]);
+    let (lx, ly) = (4.0 * numel(xs) as f64, 4.0 * numel(ys) as f64);
+    println!("max pool k3 s2 p1 {xs:?} -> {ys:?}");
+    let x = g.upload(
+        &(0..numel(xs))
+            .map(|i| ((i * 7919) % 1000) as f32 * 1e-3)
+            .collect::<Vec<_>>(),
+        &xs,
+    );
+    let (y, arg, dx) = (g.zeros(&ys), g.zeros(&ys), g.zeros(&xs));
+    let pl = pool::Pool2d::new(3, 2, 1);
+    let op = pool::maxpool_forward(g, &x, &y, &arg, pl).unwrap();
+    time("maxpool fwd", &op, lx + 2.0 * ly);
+    let op = pool::maxpool_backward(g, &y, &arg, &dx, pl, false).unwrap();
+    time("maxpool bwd", &op, lx + 2.0 * ly);
+    let op = pool::maxpool_backward(g, &y, &arg, &dx, pl, true).unwrap();
+    time("maxpool bwd accumulate", &op, 2.0 * lx + 2.0 * ly);
 }

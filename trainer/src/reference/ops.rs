@@ -266,6 +266,63 @@ pub fn gap_backward(dy: &[f64], n: usize, hw: usize, c: usize) -> Vec<f64> {
     dx
 }
 
+/// Max pooling of `x` `[n][h][w][c]` (`shape`) with a `k`×`k` window, stride `s`, padding
+/// `pad` (padded positions never win): `(y, argmax, [n, ho, wo, c])` with `ho = (h + 2·pad −
+/// k)/s + 1`, `argmax[o]` the flat index into `x` of output `o`'s winner (ties: the first in
+/// row-major window order). Panics on a window with no input element.
+pub fn maxpool_forward(
+    x: &[f64],
+    shape: [usize; 4],
+    k: usize,
+    s: usize,
+    pad: usize,
+) -> (Vec<f64>, Vec<usize>, [usize; 4]) {
+    let [n, h, w, c] = shape;
+    assert_eq!(x.len(), n * h * w * c);
+    let ho = (h + 2 * pad - k) / s + 1;
+    let wo = (w + 2 * pad - k) / s + 1;
+    let mut y = Vec::with_capacity(n * ho * wo * c);
+    let mut argmax = Vec::with_capacity(n * ho * wo * c);
+    for b in 0..n {
+        for yo in 0..ho {
+            for xo in 0..wo {
+                for j in 0..c {
+                    let mut best: Option<(f64, usize)> = None;
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            // Position in the input; padding lies outside [0, h) × [0, w).
+                            let iy = (yo * s + ky) as isize - pad as isize;
+                            let ix = (xo * s + kx) as isize - pad as isize;
+                            if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                continue;
+                            }
+                            let at = ((b * h + iy as usize) * w + ix as usize) * c + j;
+                            if best.is_none_or(|(v, _)| x[at] > v) {
+                                best = Some((x[at], at));
+                            }
+                        }
+                    }
+                    let (v, at) = best.expect("max pool: a window entirely in padding");
+                    y.push(v);
+                    argmax.push(at);
+                }
+            }
+        }
+    }
+    (y, argmax, [n, ho, wo, c])
+}
+
+/// Backward of [`maxpool_forward`]: `dx` (`x_len` elements) gets each `dy[o]` added at
+/// `argmax[o]`.
+pub fn maxpool_backward(dy: &[f64], argmax: &[usize], x_len: usize) -> Vec<f64> {
+    assert_eq!(dy.len(), argmax.len());
+    let mut dx = vec![0.0; x_len];
+    for (&d, &at) in dy.iter().zip(argmax) {
+        dx[at] += d;
+    }
+    dx
+}
+
 /// `y = x · Wᵀ + b`, x `[n][fin]`, W `[fout][fin]`.
 pub fn linear_forward(
     x: &[f64],
