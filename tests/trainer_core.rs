@@ -1,7 +1,7 @@
 //! The GPU trainer against core on the same weights: step sizes recomputed by core from a
 //! checkpoint match the GPU controller's (1e-5), and on real held-out digits the GPU's
 //! evaluation logits match core's inference on the folded export (1e-4 relative), for every
-//! step-size mode. The checkpoints are briefly trained, so BN statistics and Δt are not at
+//! step-size mode and every block family (basic, CIFAR bottleneck, ImageNet ResNet-18). The checkpoints are briefly trained, so BN statistics and Δt are not at
 //! their initial values.
 
 use tsc_core::Model;
@@ -12,11 +12,20 @@ use tsc_trainer::model::HostModel;
 use tsc_trainer::net::{GpuModel, Graph, Mode};
 
 fn compare(steps: &str) {
-    let gpu = Gpu::new(None).unwrap();
-    let dir = scratch_dir(&format!("trainer_core_{}", steps.replace(':', "_")));
     let mut cfg = tiny_digits(steps);
     cfg.epochs = 1;
-    train_into(&gpu, &cfg, &dir, false, None);
+    compare_cfg(&cfg);
+}
+
+fn compare_cfg(cfg: &tsc_trainer::config::TrainConfig) {
+    let gpu = Gpu::new(None).unwrap();
+    let steps = format!("{} {}", cfg.arch, cfg.steps);
+    let dir = scratch_dir(&format!(
+        "trainer_core_{}_{}",
+        cfg.arch,
+        cfg.steps.replace(':', "_")
+    ));
+    train_into(&gpu, cfg, &dir, false, None);
     let bytes = std::fs::read(dir.join("checkpoint.tscm")).unwrap();
     let host = HostModel::decode(&bytes).unwrap();
     let ck = Model::parse(&bytes).unwrap();
@@ -100,4 +109,29 @@ fn indp_matches_core() {
 #[test]
 fn fixed_matches_core() {
     compare("fixed:0.5");
+}
+
+#[test]
+fn bottleneck_matches_core() {
+    // CIFAR bottleneck ResNet-11 (1×1–3×3–1×1, w̄ = [conv1, conv3]), both stride placements.
+    for (steps, on_3x3) in [("lstm", false), ("indp", true)] {
+        let mut cfg = tiny_digits(steps);
+        cfg.arch = "cifar-bottleneck".into();
+        cfg.depth = 11;
+        cfg.epochs = 1;
+        cfg.stride_on_3x3 = on_3x3;
+        compare_cfg(&cfg);
+    }
+}
+
+#[test]
+fn imagenet_resnet18_matches_core() {
+    // The ImageNet family (7×7/2 stem, 3×3/2 max pool, four stages, projections) on digits.
+    let mut cfg = tiny_digits("lstm");
+    cfg.arch = "resnet18".into();
+    cfg.width = 1.0;
+    cfg.shortcut = "B".into();
+    cfg.epochs = 1;
+    cfg.max_steps = 3;
+    compare_cfg(&cfg);
 }

@@ -4,6 +4,7 @@
 use core::fmt::Write as _;
 
 use crate::format::FormatError;
+use crate::layers::Conv2d;
 
 /// Most stages an [`Arch`] can describe (CIFAR ResNets use 3, ImageNet ResNets 4).
 pub const MAX_STAGES: usize = 4;
@@ -22,8 +23,10 @@ pub const MAX_NAME_LEN: usize = 64;
 pub const MAX_ELEMS: usize = (1 << 29) - 1;
 /// BatchNorm epsilon (docs/DESIGN.md).
 pub const BN_EPS: f32 = 1e-5;
-/// Kernel size of the stem and of the basic block's convolutions.
-pub const KERNEL: usize = 3;
+/// Most convolutions on one residual branch (the bottleneck's three).
+pub const MAX_BRANCH: usize = 3;
+/// Largest stem kernel, stride or padding, and largest pooling window.
+pub const MAX_STEM_KERNEL: usize = 15;
 
 /// A fixed-capacity tensor name.
 pub type TensorName = heapless::String<MAX_NAME_LEN>;
@@ -80,14 +83,119 @@ impl Dims {
     }
 }
 
-/// Residual block kind.
+/// Residual block kind: what the residual branch of every block is ([`Arch::branch`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlockKind {
-    /// Two 3×3 convolutions (the only kind implemented).
+    /// Two 3×3 convolutions at the block's width (He et al. 2016, CIFAR and ResNet-18/34);
+    /// the first carries the stride. `Arch::groups` groups both.
     Basic,
-    /// 1×1, 3×3, 1×1 bottleneck: representable in the header, rejected with
-    /// [`FormatError::Unsupported`].
-    Bottleneck,
+    /// 1×1 → 3×3 → 1×1 (ResNet-50/101): the outer convs reduce to and expand from the
+    /// middle width `(C / expansion) · base_width / 64 · groups` (torchvision's `width`),
+    /// where `C` is the stage width (the block's output). Only the 3×3 is grouped.
+    Bottleneck {
+        /// Output width over the "planes" (4 for ResNet-50/101).
+        expansion: usize,
+        /// torchvision's `width_per_group` (64 for ResNet; 4 for ResNeXt `32x4d`).
+        base_width: usize,
+        /// Stride on the 3×3 (torchvision, "ResNet v1.5") instead of the first 1×1 (the
+        /// original layout, which the paper's FLOP counts imply).
+        stride_on_3x3: bool,
+    },
+}
+
+impl BlockKind {
+    /// The standard ResNet-50/101 bottleneck (expansion 4, base width 64), original layout.
+    pub const BOTTLENECK: BlockKind = BlockKind::Bottleneck {
+        expansion: 4,
+        base_width: 64,
+        stride_on_3x3: false,
+    };
+}
+
+/// Max-pooling window (padding never wins: it acts as −∞).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pool2d {
+    pub kernel: usize,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl Pool2d {
+    /// Output extent of a window sweep over `n` positions: `(n + 2p − k) / s + 1`.
+    pub const fn out_len(&self, n: usize) -> usize {
+        (n + 2 * self.pad).saturating_sub(self.kernel)
+            / if self.stride == 0 { 1 } else { self.stride }
+            + 1
+    }
+}
+
+/// The stem: `kernel×kernel` conv (stride, pad) to `stem_width` channels, BN, ReLU, then an
+/// optional max pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StemSpec {
+    pub kernel: usize,
+    pub stride: usize,
+    pub pad: usize,
+    pub pool: Option<Pool2d>,
+}
+
+impl StemSpec {
+    /// CIFAR ResNets: 3×3, stride 1, pad 1, no pool (every version-1 file).
+    pub const CIFAR: StemSpec = StemSpec {
+        kernel: 3,
+        stride: 1,
+        pad: 1,
+        pool: None,
+    };
+    /// ImageNet ResNets: 7×7, stride 2, pad 3, then a 3×3 stride-2 pad-1 max pool.
+    pub const IMAGENET: StemSpec = StemSpec {
+        kernel: 7,
+        stride: 2,
+        pad: 3,
+        pool: Some(Pool2d {
+            kernel: 3,
+            stride: 2,
+            pad: 1,
+        }),
+    };
+}
+
+/// One convolution of a residual branch, for one image. Branch conv `i` owns the tensors
+/// `conv{i+1}.w` / `conv{i+1}.b` / `bn{i+1}.*`; each is followed by its BN (checkpoint) or
+/// bias (folded), then ReLU, except the last, whose BN output is scaled by Δt and added to
+/// the shortcut (Δt folds into it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BranchConv {
+    pub conv: Conv2d,
+    /// Enters the controller's weight summary `w̄` (paper Eq. 10 and Table 6: both convs of
+    /// a basic block; the first and last 1×1 of a bottleneck).
+    pub summary: bool,
+}
+
+/// The residual branch of one block: 1 to [`MAX_BRANCH`] convs in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Branch {
+    convs: [BranchConv; MAX_BRANCH],
+    len: usize,
+}
+
+impl Branch {
+    /// The convs in execution order.
+    pub fn convs(&self) -> &[BranchConv] {
+        &self.convs[..self.len]
+    }
+    /// Index of the last conv (the one Δt multiplies and folds into).
+    pub fn last(&self) -> usize {
+        self.len - 1
+    }
+    /// Length `K` of the weight summary: `Σ kh·kw·C_out` over the summary convs.
+    pub fn summary_len(&self) -> usize {
+        self.convs()
+            .iter()
+            .filter(|c| c.summary)
+            .map(|c| c.conv.kh * c.conv.kw * c.conv.out_c)
+            .sum()
+    }
 }
 
 /// Shortcut used when a block changes shape (stride ≠ 1 or channel count changes).
@@ -141,6 +249,8 @@ pub struct Arch {
     pub classes: usize,
     /// Output channels of the stem convolution (`w0`).
     pub stem_width: usize,
+    /// Stem conv geometry and optional max pool.
+    pub stem: StemSpec,
     pub num_stages: usize,
     pub stages: [StageSpec; MAX_STAGES],
     pub block: BlockKind,
@@ -148,8 +258,9 @@ pub struct Arch {
     pub step: StepMode,
     /// Controller reduction `r`: hidden size `H = max(C / r, 1)`.
     pub reduction: usize,
-    /// Groups of the residual branch's convolutions (stem, projection and fc are never
-    /// grouped). Every block's input and output channel count must be a multiple.
+    /// Groups of the residual branch's 3×3 convolutions (both of a basic block, the middle
+    /// one of a bottleneck; the stem, 1×1s, projection and fc are never grouped). Must divide
+    /// the channel counts of the convs it groups.
     pub groups: usize,
     /// Per-channel input normalisation: `x_norm = (x − mean[c]) / std[c]`.
     pub mean: [f32; MAX_INPUT_CHANNELS],
@@ -163,6 +274,7 @@ impl PartialEq for Arch {
         self.input == o.input
             && self.classes == o.classes
             && self.stem_width == o.stem_width
+            && self.stem == o.stem
             && self.num_stages == o.num_stages
             && self.stages[..n] == o.stages[..n]
             && self.block == o.block
@@ -179,13 +291,18 @@ impl PartialEq for Arch {
 pub const CIFAR10_MEAN: [f32; 3] = [0.4914, 0.4822, 0.4465];
 /// CIFAR-10 per-channel standard deviation of the training set.
 pub const CIFAR10_STD: [f32; 3] = [0.2470, 0.2435, 0.2616];
+/// ImageNet per-channel mean (torchvision's).
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// ImageNet per-channel standard deviation (torchvision's).
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// Geometry of one residual block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockGeom {
     pub input: Shape3,
     pub output: Shape3,
-    /// Stride of conv1 (and of the shortcut).
+    /// Stride of the block (on the branch conv [`Arch::branch`] puts it on, and on the
+    /// shortcut).
     pub stride: usize,
     /// True when the shortcut is not the identity (stride ≠ 1 or channels change).
     pub shape_change: bool,
@@ -241,14 +358,13 @@ impl BnField {
     }
 }
 
+/// A tensor of one block. Branch conv `i` (0-based, [`Arch::branch`]) is named
+/// `conv{i+1}` / `bn{i+1}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlockPart {
-    Conv1W,
-    Conv1B,
-    Conv2W,
-    Conv2B,
-    Bn1(BnField),
-    Bn2(BnField),
+    ConvW(u8),
+    ConvB(u8),
+    Bn(u8, BnField),
     ProjW,
     ProjB,
     ProjBn(BnField),
@@ -341,18 +457,18 @@ impl TensorId {
             TensorId::StemBn(f) => (0, 0, 0, 2 + f.idx()),
             TensorId::StageCtl { stage, part } => (1, stage, 0, part.idx()),
             TensorId::Block { stage, block, part } => {
+                // conv1, bn1, conv2, bn2, conv3, bn3, proj, projbn, dt, ctl: version-1
+                // files (two convs) keep their order.
+                const P: u8 = 6 * MAX_BRANCH as u8;
                 let p = match part {
-                    BlockPart::Conv1W => 0,
-                    BlockPart::Conv1B => 1,
-                    BlockPart::Bn1(f) => 2 + f.idx(),
-                    BlockPart::Conv2W => 6,
-                    BlockPart::Conv2B => 7,
-                    BlockPart::Bn2(f) => 8 + f.idx(),
-                    BlockPart::ProjW => 12,
-                    BlockPart::ProjB => 13,
-                    BlockPart::ProjBn(f) => 14 + f.idx(),
-                    BlockPart::Dt => 18,
-                    BlockPart::Ctl(c) => 19 + c.idx(),
+                    BlockPart::ConvW(i) => 6 * i,
+                    BlockPart::ConvB(i) => 6 * i + 1,
+                    BlockPart::Bn(i, f) => 6 * i + 2 + f.idx(),
+                    BlockPart::ProjW => P,
+                    BlockPart::ProjB => P + 1,
+                    BlockPart::ProjBn(f) => P + 2 + f.idx(),
+                    BlockPart::Dt => P + 6,
+                    BlockPart::Ctl(c) => P + 7 + c.idx(),
                 };
                 (1, stage, block.saturating_add(1), p)
             }
@@ -382,19 +498,29 @@ impl TensorId {
         let rest = rest.strip_prefix('b')?;
         let (bidx, field) = rest.split_once('.')?;
         let block = parse_index(bidx)?;
+        // `conv{i}` / `bn{i}` with a single digit 1..=MAX_BRANCH.
+        let branch_idx = |d: &str| -> Option<u8> {
+            match d.as_bytes() {
+                [c @ b'1'..=b'9'] if ((c - b'0') as usize) <= MAX_BRANCH => Some(c - b'1'),
+                _ => None,
+            }
+        };
         let part = match field {
-            "conv1.w" => BlockPart::Conv1W,
-            "conv1.b" => BlockPart::Conv1B,
-            "conv2.w" => BlockPart::Conv2W,
-            "conv2.b" => BlockPart::Conv2B,
             "proj.w" => BlockPart::ProjW,
             "proj.b" => BlockPart::ProjB,
             "dt" => BlockPart::Dt,
             _ => {
-                if let Some(f) = field.strip_prefix("bn1.") {
-                    BlockPart::Bn1(parse_bn(f)?)
-                } else if let Some(f) = field.strip_prefix("bn2.") {
-                    BlockPart::Bn2(parse_bn(f)?)
+                if let Some(r) = field.strip_prefix("conv") {
+                    let (d, wb) = r.split_once('.')?;
+                    let i = branch_idx(d)?;
+                    match wb {
+                        "w" => BlockPart::ConvW(i),
+                        "b" => BlockPart::ConvB(i),
+                        _ => return None,
+                    }
+                } else if let Some(r) = field.strip_prefix("bn") {
+                    let (d, f) = r.split_once('.')?;
+                    BlockPart::Bn(branch_idx(d)?, parse_bn(f)?)
                 } else if let Some(f) = field.strip_prefix("projbn.") {
                     BlockPart::ProjBn(parse_bn(f)?)
                 } else if let Some(f) = field.strip_prefix("ctl.") {
@@ -421,15 +547,12 @@ impl TensorId {
             TensorId::Block { stage, block, part } => {
                 let _ = write!(s, "s{}.b{}.", stage, block);
                 match part {
-                    BlockPart::Conv1W => s.write_str("conv1.w"),
-                    BlockPart::Conv1B => s.write_str("conv1.b"),
-                    BlockPart::Conv2W => s.write_str("conv2.w"),
-                    BlockPart::Conv2B => s.write_str("conv2.b"),
+                    BlockPart::ConvW(i) => write!(s, "conv{}.w", i + 1),
+                    BlockPart::ConvB(i) => write!(s, "conv{}.b", i + 1),
                     BlockPart::ProjW => s.write_str("proj.w"),
                     BlockPart::ProjB => s.write_str("proj.b"),
                     BlockPart::Dt => s.write_str("dt"),
-                    BlockPart::Bn1(f) => write!(s, "bn1.{}", f.as_str()),
-                    BlockPart::Bn2(f) => write!(s, "bn2.{}", f.as_str()),
+                    BlockPart::Bn(i, f) => write!(s, "bn{}.{}", i + 1, f.as_str()),
                     BlockPart::ProjBn(f) => write!(s, "projbn.{}", f.as_str()),
                     BlockPart::Ctl(p) => write!(s, "ctl.{}", p.as_str()),
                 }
@@ -445,8 +568,8 @@ fn inv(what: &'static str) -> FormatError {
 
 impl Arch {
     /// CIFAR-style ResNet of depth `6n + 2`: 32×32×3 input, 10 classes, CIFAR-10
-    /// normalisation, stem width `w0`, three stages of widths `w0, 2·w0, 4·w0` with strides
-    /// 1, 2, 2, basic blocks, reduction 4, groups 1.
+    /// normalisation, 3×3 stem of width `w0`, three stages of widths `w0, 2·w0, 4·w0` with
+    /// strides 1, 2, 2, basic blocks, reduction 4, groups 1.
     pub fn cifar(n: usize, w0: usize, step: StepMode, shortcut: ShortcutKind) -> Arch {
         let mut mean = [0.0; MAX_INPUT_CHANNELS];
         let mut std = [1.0; MAX_INPUT_CHANNELS];
@@ -461,6 +584,7 @@ impl Arch {
             input: Shape3::new(32, 32, 3),
             classes: 10,
             stem_width: w0,
+            stem: StemSpec::CIFAR,
             num_stages: 3,
             stages: [
                 st(w0, 1),
@@ -478,6 +602,70 @@ impl Arch {
         }
     }
 
+    /// CIFAR bottleneck ResNet of depth `9n + 2` (He et al. 2016's ResNet-164 family):
+    /// [`Arch::cifar`]'s stem and strides, stage widths `4·w0, 8·w0, 16·w0` (middle widths
+    /// `w0, 2·w0, 4·w0`), [`BlockKind::BOTTLENECK`], reduction 8 (paper Table 6).
+    pub fn cifar_bottleneck(n: usize, w0: usize, step: StepMode, shortcut: ShortcutKind) -> Arch {
+        let mut a = Arch::cifar(n, w0, step, shortcut);
+        for (s, m) in a.stages.iter_mut().zip([4, 8, 16]) {
+            s.width = m * w0;
+        }
+        a.block = BlockKind::BOTTLENECK;
+        a.reduction = 8;
+        a
+    }
+
+    /// ImageNet ResNet (He et al. 2016, Table 1): 224×224×3 input, 1000 classes, ImageNet
+    /// normalisation, [`StemSpec::IMAGENET`] of width 64, four stages of `blocks[i]` blocks
+    /// with strides 1, 2, 2, 2 and widths 64, 128, 256, 512 (times the expansion for
+    /// bottlenecks), projection shortcuts, reduction 4 (basic) or 8 (bottleneck).
+    pub fn imagenet(blocks: [usize; 4], block: BlockKind, step: StepMode) -> Arch {
+        let e = match block {
+            BlockKind::Basic => 1,
+            BlockKind::Bottleneck { expansion, .. } => expansion,
+        };
+        let mut mean = [0.0; MAX_INPUT_CHANNELS];
+        let mut std = [1.0; MAX_INPUT_CHANNELS];
+        mean[..3].copy_from_slice(&IMAGENET_MEAN);
+        std[..3].copy_from_slice(&IMAGENET_STD);
+        let mut stages = [StageSpec::default(); MAX_STAGES];
+        for (i, s) in stages.iter_mut().enumerate() {
+            *s = StageSpec {
+                blocks: blocks[i],
+                width: (64 << i) * e,
+                stride: if i == 0 { 1 } else { 2 },
+            };
+        }
+        Arch {
+            input: Shape3::new(224, 224, 3),
+            classes: 1000,
+            stem_width: 64,
+            stem: StemSpec::IMAGENET,
+            num_stages: 4,
+            stages,
+            block,
+            shortcut: ShortcutKind::B,
+            step,
+            reduction: if e == 1 { 4 } else { 8 },
+            groups: 1,
+            mean,
+            std,
+        }
+    }
+
+    /// The ImageNet ResNet of `depth` 18, 34, 50, 101 or 152 ([`Arch::imagenet`]).
+    pub fn resnet(depth: usize, step: StepMode) -> Option<Arch> {
+        let (blocks, kind) = match depth {
+            18 => ([2, 2, 2, 2], BlockKind::Basic),
+            34 => ([3, 4, 6, 3], BlockKind::Basic),
+            50 => ([3, 4, 6, 3], BlockKind::BOTTLENECK),
+            101 => ([3, 4, 23, 3], BlockKind::BOTTLENECK),
+            152 => ([3, 8, 36, 3], BlockKind::BOTTLENECK),
+            _ => return None,
+        };
+        Some(Arch::imagenet(blocks, kind, step))
+    }
+
     /// The meaningful stage entries (`&stages[..num_stages]`, clamped to capacity).
     pub fn stages(&self) -> &[StageSpec] {
         &self.stages[..self.num_stages.min(MAX_STAGES)]
@@ -488,9 +676,38 @@ impl Arch {
         self.stages().iter().map(|s| s.blocks).sum()
     }
 
-    /// Output shape of the stem.
+    /// Weighted layers: stem, every branch conv, fc (`6n+2`, `9n+2`, 18, 50, ...).
+    pub fn depth(&self) -> usize {
+        let per_block = match self.block {
+            BlockKind::Basic => 2,
+            BlockKind::Bottleneck { .. } => 3,
+        };
+        2 + per_block * self.total_blocks()
+    }
+
+    /// The stem convolution for one image (input: the normalised image).
+    pub fn stem_conv(&self) -> Conv2d {
+        Conv2d::new(
+            self.input,
+            self.stem_width,
+            self.stem.kernel,
+            self.stem.stride,
+            self.stem.pad,
+        )
+    }
+
+    /// Output shape of the stem conv (before the pool).
+    pub fn stem_conv_output(&self) -> Shape3 {
+        self.stem_conv().output().unwrap_or_default()
+    }
+
+    /// Output shape of the stem (after the pool, if any): the first stage's input.
     pub fn stem_output(&self) -> Shape3 {
-        Shape3::new(self.input.h, self.input.w, self.stem_width)
+        let c = self.stem_conv_output();
+        match self.stem.pool {
+            Some(p) => Shape3::new(p.out_len(c.h), p.out_len(c.w), c.c),
+            None => c,
+        }
     }
 
     /// Shape entering stage `stage` (`stage == num_stages` gives the head's input).
@@ -533,16 +750,78 @@ impl Arch {
         }
     }
 
+    /// Middle width of a bottleneck of output width `c`: `(c / expansion) · base_width / 64 ·
+    /// groups`; `c` for basic blocks. Exact for validated architectures.
+    pub fn mid_width(&self, c: usize) -> usize {
+        match self.block {
+            BlockKind::Basic => c,
+            BlockKind::Bottleneck {
+                expansion,
+                base_width,
+                ..
+            } => c / expansion.max(1) * base_width * self.groups / 64,
+        }
+    }
+
+    /// The residual branch of block (stage, block): the one description of the block that
+    /// inference, folding, the controller summary, the format's tensor set and the trainer
+    /// all walk. Kernels `k` get padding `k / 2`.
+    pub fn branch(&self, stage: usize, block: usize) -> Branch {
+        let g = self.block_geom(stage, block);
+        let (i, o) = (g.input, g.output);
+        let gr = self.groups.max(1);
+        let mk =
+            |input: Shape3, out_c: usize, k: usize, stride: usize, groups, summary| BranchConv {
+                conv: Conv2d {
+                    input,
+                    out_c,
+                    kh: k,
+                    kw: k,
+                    stride,
+                    pad: k / 2,
+                    groups,
+                },
+                summary,
+            };
+        let at = |s: Shape3, c: usize| Shape3::new(s.h, s.w, c);
+        match self.block {
+            BlockKind::Basic => {
+                let c1 = mk(i, o.c, 3, g.stride, gr, true);
+                let c2 = mk(o, o.c, 3, 1, gr, true);
+                Branch {
+                    convs: [c1, c2, c2],
+                    len: 2,
+                }
+            }
+            BlockKind::Bottleneck { stride_on_3x3, .. } => {
+                let m = self.mid_width(o.c);
+                let (s1, s2) = if stride_on_3x3 {
+                    (1, g.stride)
+                } else {
+                    (g.stride, 1)
+                };
+                let c1 = mk(i, m, 1, s1, 1, true);
+                let mid_in = if s1 == 1 { at(i, m) } else { at(o, m) };
+                let c2 = mk(mid_in, m, 3, s2, gr, false);
+                let c3 = mk(at(o, m), o.c, 1, 1, 1, true);
+                Branch {
+                    convs: [c1, c2, c3],
+                    len: 3,
+                }
+            }
+        }
+    }
+
     /// Controller hidden size `H = max(C / r, 1)` for stage `stage`.
     pub fn hidden(&self, stage: usize) -> usize {
         let c = self.stages.get(stage).map_or(0, |s| s.width);
         (c / self.reduction.max(1)).max(1)
     }
 
-    /// Length `K` of a block's weight summary `w̄` in stage `stage`: `2·3·3·C`.
+    /// Length `K` of a block's weight summary `w̄` in stage `stage` ([`Branch::summary_len`]:
+    /// `18·C` for basic blocks, `C + C/4` for the standard bottleneck).
     pub fn summary_len(&self, stage: usize) -> usize {
-        let c = self.stages.get(stage).map_or(0, |s| s.width);
-        2 * KERNEL * KERNEL * c
+        self.branch(stage, 0).summary_len()
     }
 
     /// Checks every field (ranges, divisibility, option-A channel growth, sizes that must fit
@@ -560,6 +839,32 @@ impl Arch {
         }
         if !dim_ok(self.stem_width) {
             return Err(inv("stem_width"));
+        }
+        let st = self.stem;
+        if !(1..=MAX_STEM_KERNEL).contains(&st.kernel)
+            || !(1..=MAX_STRIDE).contains(&st.stride)
+            || st.pad >= st.kernel
+        {
+            return Err(inv(
+                "stem kernel/stride/pad (1 ≤ k ≤ 15, 1 ≤ s ≤ 8, pad < k)",
+            ));
+        }
+        if self.stem_conv().output().is_err() {
+            return Err(inv("stem kernel larger than the padded input"));
+        }
+        if let Some(p) = st.pool {
+            if !(1..=MAX_STEM_KERNEL).contains(&p.kernel)
+                || !(1..=MAX_STRIDE).contains(&p.stride)
+                || 2 * p.pad > p.kernel
+            {
+                return Err(inv(
+                    "pool kernel/stride/pad (1 ≤ k ≤ 15, 1 ≤ s ≤ 8, 2·pad ≤ k)",
+                ));
+            }
+            let c = self.stem_conv_output();
+            if c.h + 2 * p.pad < p.kernel || c.w + 2 * p.pad < p.kernel {
+                return Err(inv("pool window larger than the padded stem output"));
+            }
         }
         if !(1..=MAX_STAGES).contains(&self.num_stages) {
             return Err(inv("num_stages"));
@@ -594,31 +899,61 @@ impl Arch {
                 return Err(inv("stage.stride"));
             }
         }
-        if self.block == BlockKind::Bottleneck {
-            return Err(FormatError::Unsupported("bottleneck blocks"));
+        if let BlockKind::Bottleneck {
+            expansion,
+            base_width,
+            ..
+        } = self.block
+        {
+            if !(1..=64).contains(&expansion) || !dim_ok(base_width) {
+                return Err(inv("bottleneck expansion (1..=64) / base_width"));
+            }
+            for st in self.stages() {
+                let planes = st.width / expansion;
+                let wide = planes as u64 * base_width as u64 * self.groups as u64;
+                if !st.width.is_multiple_of(expansion)
+                    || !wide.is_multiple_of(64)
+                    || wide == 0
+                    || wide > MAX_DIM as u64
+                {
+                    return Err(inv(
+                        "bottleneck width: stage width / expansion · base_width / 64 · groups must be a whole number ≥ 1",
+                    ));
+                }
+            }
         }
         // Per-block checks and sizes.
         let big = |v: u64| v > MAX_ELEMS as u64;
         let img = self.input.h as u64 * self.input.w as u64;
-        if big(img * self.input.c as u64) || big(img * self.stem_width as u64) {
+        if big(img * self.input.c as u64) || big(self.stem_conv_output().len() as u64) {
             return Err(FormatError::TooLarge("activation"));
         }
         for (si, st) in self.stages().iter().enumerate() {
             let g = self.block_geom(si, 0);
-            if !g.input.c.is_multiple_of(self.groups) || st.width % self.groups != 0 {
-                return Err(inv("groups"));
-            }
             if g.shape_change && self.shortcut == ShortcutKind::A && g.output.c < g.input.c {
                 return Err(inv("option A shortcut cannot reduce channels"));
             }
-            let hw_in = g.input.h as u64 * g.input.w as u64;
-            let hw_out = g.output.h as u64 * g.output.w as u64;
-            let c = st.width as u64;
-            if big(hw_in * g.input.c as u64 + 2 * hw_out * c) {
-                return Err(FormatError::TooLarge("activation"));
+            for b in 0..st.blocks.min(2) {
+                for bc in self.branch(si, b).convs() {
+                    let cv = bc.conv;
+                    if cv.input.c % cv.groups != 0 || cv.out_c % cv.groups != 0 {
+                        return Err(inv(
+                            "groups must divide the channels of the convs it groups",
+                        ));
+                    }
+                    let w =
+                        cv.out_c as u64 * (cv.kh * cv.kw) as u64 * (cv.input.c / cv.groups) as u64;
+                    let act = cv.input.len() as u64 + cv.output().map_or(0, |o| o.len()) as u64;
+                    if big(w) {
+                        return Err(FormatError::TooLarge("parameter tensor"));
+                    }
+                    if big(act) {
+                        return Err(FormatError::TooLarge("activation"));
+                    }
+                }
             }
-            // Largest parameter tensors: conv weights C·9·C_in, fc_in H·K.
-            if big(c * 9 * g.input.c.max(st.width) as u64)
+            let c = st.width as u64;
+            if big(c * g.input.c as u64)
                 || big(self.hidden(si) as u64 * self.summary_len(si) as u64)
                 || big(16 * self.hidden(si) as u64 * self.hidden(si) as u64)
             {
@@ -628,6 +963,9 @@ impl Arch {
         if big(self.classes as u64 * self.head_input().c as u64) {
             return Err(FormatError::TooLarge("parameter tensor"));
         }
+        if big(self.activation_scratch_len() as u64 + self.controller_scratch_len() as u64) {
+            return Err(FormatError::TooLarge("activation"));
+        }
         Ok(())
     }
 
@@ -636,9 +974,11 @@ impl Arch {
     pub fn tensor_shape(&self, kind: ModelKind, id: TensorId) -> Option<Dims> {
         let unf = kind == ModelKind::Checkpoint;
         let d = |s: &[usize]| Dims::new(s);
-        let k = KERNEL;
         match id {
-            TensorId::StemConvW => d(&[self.stem_width, k, k, self.input.c]),
+            TensorId::StemConvW => {
+                let k = self.stem.kernel;
+                d(&[self.stem_width, k, k, self.input.c])
+            }
             TensorId::StemConvB if !unf => d(&[self.stem_width]),
             TensorId::StemBn(_) if unf => d(&[self.stem_width]),
             TensorId::FcW => d(&[self.classes, self.head_input().c]),
@@ -665,12 +1005,15 @@ impl Arch {
                 }
                 let g = self.block_geom(stage, block);
                 let c = g.output.c;
-                let gr = self.groups.max(1);
+                let br = self.branch(stage, block);
+                let conv = |i: u8| br.convs().get(i as usize).map(|b| b.conv);
                 match part {
-                    BlockPart::Conv1W => d(&[c, k, k, g.input.c / gr]),
-                    BlockPart::Conv2W => d(&[c, k, k, c / gr]),
-                    BlockPart::Conv1B | BlockPart::Conv2B if !unf => d(&[c]),
-                    BlockPart::Bn1(_) | BlockPart::Bn2(_) if unf => d(&[c]),
+                    BlockPart::ConvW(i) => {
+                        let cv = conv(i)?;
+                        d(&[cv.out_c, cv.kh, cv.kw, cv.input.c / cv.groups])
+                    }
+                    BlockPart::ConvB(i) if !unf => d(&[conv(i)?.out_c]),
+                    BlockPart::Bn(i, _) if unf => d(&[conv(i)?.out_c]),
                     BlockPart::ProjW if g.has_proj => d(&[c, 1, 1, g.input.c]),
                     BlockPart::ProjB if g.has_proj && !unf => d(&[c]),
                     BlockPart::ProjBn(_) if g.has_proj && unf => d(&[c]),
@@ -693,8 +1036,9 @@ impl Arch {
     }
 
     /// Calls `f` for every tensor a model of `kind` must contain, in canonical order
-    /// (stem; per stage: LSTM controller, then per block conv1, bn1, conv2, bn2, proj,
-    /// projbn, dt, ctl; head). Stops at the first error. Assumes a validated `Arch`.
+    /// (stem; per stage: LSTM controller, then per block conv1, bn1, conv2, bn2, (conv3,
+    /// bn3,) proj, projbn, dt, ctl; head). Stops at the first error. Assumes a validated
+    /// `Arch`.
     pub fn for_each_tensor<E>(
         &self,
         kind: ModelKind,
@@ -725,15 +1069,12 @@ impl Arch {
             }
             for block in 0..st.blocks {
                 let mut e = |part| emit(TensorId::Block { stage, block, part });
-                e(BlockPart::Conv1W)?;
-                e(BlockPart::Conv1B)?;
-                for b in BnField::ALL {
-                    e(BlockPart::Bn1(b))?;
-                }
-                e(BlockPart::Conv2W)?;
-                e(BlockPart::Conv2B)?;
-                for b in BnField::ALL {
-                    e(BlockPart::Bn2(b))?;
+                for i in 0..MAX_BRANCH as u8 {
+                    e(BlockPart::ConvW(i))?;
+                    e(BlockPart::ConvB(i))?;
+                    for b in BnField::ALL {
+                        e(BlockPart::Bn(i, b))?;
+                    }
                 }
                 e(BlockPart::ProjW)?;
                 e(BlockPart::ProjB)?;
@@ -760,16 +1101,39 @@ impl Arch {
         n
     }
 
-    /// Peak number of live activation f32 for one image:
-    /// `max(H·W·C_in + H·W·w0, max over blocks (|in_b| + 2·|out_b|))` where `|·|` is
-    /// `h·w·c` of the block's input/output. (The head needs `|last| + C_last`, which never
-    /// exceeds the last block's term.)
+    /// f32 a block needs between its input and its output ([`crate::infer`]'s layout):
+    /// every pair of consecutive intermediate branch outputs (the first alone for a
+    /// two-conv branch), and the projection's output.
+    pub fn block_middle_len(&self, stage: usize, block: usize) -> usize {
+        let br = self.branch(stage, block);
+        let convs = br.convs();
+        let out = |i: usize| convs[i].conv.output().map_or(0, |s| s.len());
+        let inter = br.last(); // number of intermediate outputs
+        let mut m = 0;
+        for i in 0..inter {
+            let next = if i + 1 < inter { out(i + 1) } else { 0 };
+            m = m.max(out(i) + next);
+        }
+        if self.block_geom(stage, block).has_proj {
+            m = m.max(self.block_geom(stage, block).output.len());
+        }
+        m
+    }
+
+    /// Peak number of live activation f32 for one image: the largest of the stem's
+    /// `|image| + |conv|` (and `|conv| + |pool|` with a pool), every block's
+    /// `|in| + middle + |out|` ([`Arch::block_middle_len`]) and the head's `|last| + C_last`,
+    /// with `|·| = h·w·c`.
     pub fn activation_scratch_len(&self) -> usize {
-        let mut peak = self.input.len() + self.stem_output().len();
+        let conv = self.stem_conv_output().len();
+        let mut peak = self.input.len() + conv;
+        if self.stem.pool.is_some() {
+            peak = peak.max(conv + self.stem_output().len());
+        }
         for (si, st) in self.stages().iter().enumerate() {
             for b in 0..st.blocks.min(2) {
                 let g = self.block_geom(si, b);
-                peak = peak.max(g.input.len() + 2 * g.output.len());
+                peak = peak.max(g.input.len() + self.block_middle_len(si, b) + g.output.len());
             }
         }
         let head = self.head_input();
@@ -778,7 +1142,7 @@ impl Arch {
 
     /// f32 of scratch the step-size computation needs (unfolded models only):
     /// `max over stages` of `C` (fixed, indp), `K + H + C` (2fc) or `K + 7·H + C` (lstm),
-    /// with `K = 18·C` the weight-summary length and `H = max(C / r, 1)`.
+    /// with `K` the weight-summary length ([`Arch::summary_len`]) and `H = max(C / r, 1)`.
     pub fn controller_scratch_len(&self) -> usize {
         let mut m = 0;
         for (si, st) in self.stages().iter().enumerate() {
@@ -829,7 +1193,10 @@ mod tests {
         }
         for bad in [
             "s01.b0.dt",
-            "s0.b0.bn3.gamma",
+            "s0.b0.bn4.gamma",
+            "s0.b0.conv0.w",
+            "s0.b0.conv10.w",
+            "s0.b0.conv1.x",
             "s0.dt",
             "stem.bn.x",
             "s.b0.dt",

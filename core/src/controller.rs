@@ -9,7 +9,7 @@
 //! `w̄` (length `K = 18·C` for a basic block) is conv1's then conv2's weight summary:
 //! `w̄[o·kh·kw + ky·kw + kx] = mean_i W[o][ky][kx][i]`.
 
-use crate::arch::{BlockPart, CtlPart, ModelKind, StepMode, TensorId, KERNEL};
+use crate::arch::{BlockPart, CtlPart, ModelKind, StepMode, TensorId};
 use crate::format::{Model, TensorView};
 use crate::layers::{fc, relu, sigmoid, LayerError, Weights};
 use crate::Error;
@@ -102,8 +102,9 @@ pub fn lstm_cell<W: Weights + ?Sized, B: Weights + ?Sized>(
     Ok(())
 }
 
-/// Writes block `(stage, block)`'s weight summary `w̄` (conv1 then conv2, `K = 18·C`) into
-/// `out`.
+/// Writes block `(stage, block)`'s weight summary `w̄` into `out`: the summaries of the
+/// branch convs marked `summary` ([`crate::arch::Branch`]), concatenated in branch order
+/// (`K = 18·C` for basic blocks, `C/4 + C` for the standard bottleneck).
 pub fn block_summary(
     model: &Model<'_>,
     stage: usize,
@@ -114,30 +115,28 @@ pub fn block_summary(
     if stage >= arch.stages().len() || block >= arch.stages[stage].blocks {
         return Err(Error::Index);
     }
-    let g = arch.block_geom(stage, block);
-    let c = g.output.c;
-    let taps = c * KERNEL * KERNEL;
-    if out.len() != 2 * taps {
+    let br = arch.branch(stage, block);
+    let k = br.summary_len();
+    if out.len() != k {
         return Err(Error::Len {
             what: "weight summary",
-            expected: 2 * taps,
+            expected: k,
             got: out.len(),
         });
     }
-    let gr = arch.groups.max(1);
-    let (o1, o2) = out.split_at_mut(taps);
-    let w1 = model.tensor_by_id(TensorId::Block {
-        stage,
-        block,
-        part: BlockPart::Conv1W,
-    })?;
-    weight_summary(&w1, c, KERNEL, KERNEL, g.input.c / gr, o1)?;
-    let w2 = model.tensor_by_id(TensorId::Block {
-        stage,
-        block,
-        part: BlockPart::Conv2W,
-    })?;
-    weight_summary(&w2, c, KERNEL, KERNEL, c / gr, o2)?;
+    let mut at = 0;
+    for (i, bc) in br.convs().iter().enumerate().filter(|(_, b)| b.summary) {
+        let cv = bc.conv;
+        let taps = cv.out_c * cv.kh * cv.kw;
+        let w = model.tensor_by_id(TensorId::Block {
+            stage,
+            block,
+            part: BlockPart::ConvW(i as u8),
+        })?;
+        let cin = cv.input.c / cv.groups;
+        weight_summary(&w, cv.out_c, cv.kh, cv.kw, cin, &mut out[at..at + taps])?;
+        at += taps;
+    }
     Ok(())
 }
 

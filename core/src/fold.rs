@@ -1,10 +1,11 @@
 //! Folding a checkpoint into a plain inference ResNet, streamed to a [`ByteSink`] without
 //! allocation.
 //!
-//! For a conv followed by BN (γ, β, μ, σ²) and, for a block's conv2, the step Δt:
+//! For a conv followed by BN (γ, β, μ, σ²) and, for the last conv of a block's residual
+//! branch ([`crate::arch::Branch::last`]), the step Δt:
 //! `a[o] = Δt[o] · γ[o] / sqrt(σ²[o] + ε)`, `W'[o] = a[o] · W[o]`,
-//! `b'[o] = Δt[o] · (β[o] − γ[o] · μ[o] / sqrt(σ²[o] + ε))` (Δt = 1 for the stem, conv1 and
-//! the projection), computed in f64 and rounded once to f32. The folded file keeps the
+//! `b'[o] = Δt[o] · (β[o] − γ[o] · μ[o] / sqrt(σ²[o] + ε))` (Δt = 1 for the stem, the other
+//! branch convs and the projection), computed in f64 and rounded once to f32. The folded file keeps the
 //! header (architecture, step mode for information, class names), the fc layer, the
 //! folded convs with biases, and the checkpoint's `meta.*` tensors; `opt.*` tensors are
 //! dropped.
@@ -57,33 +58,33 @@ impl<S: ByteSink + ?Sized> Stream<'_, '_, S> {
     }
 }
 
-fn bn_of(stage_block: Option<(usize, usize)>, which: u8, f: BnField) -> TensorId {
-    match stage_block {
-        None => TensorId::StemBn(f),
-        Some((stage, block)) => TensorId::Block {
-            stage,
-            block,
-            part: match which {
-                1 => BlockPart::Bn1(f),
-                2 => BlockPart::Bn2(f),
-                _ => BlockPart::ProjBn(f),
-            },
-        },
+/// The BN that follows a conv: the stem's (`None`) or a block part's.
+#[derive(Clone, Copy)]
+enum BnOf {
+    Stem,
+    Branch(usize, usize, u8),
+    Proj(usize, usize),
+}
+
+fn bn_id(which: BnOf, f: BnField) -> TensorId {
+    let blk = |stage, block, part| TensorId::Block { stage, block, part };
+    match which {
+        BnOf::Stem => TensorId::StemBn(f),
+        BnOf::Branch(s, b, i) => blk(s, b, BlockPart::Bn(i, f)),
+        BnOf::Proj(s, b) => blk(s, b, BlockPart::ProjBn(f)),
     }
 }
 
-/// Folds the conv `w` with its BN (`which`: 1 = bn1, 2 = bn2, 3 = projbn; ignored for the
-/// stem) and the step `dt` (conv2 only), writing the weight (`bias == false`) or the bias.
-#[allow(clippy::too_many_arguments)]
+/// Folds the conv `w` with its BN `which` and the step `dt` (the branch's last conv only),
+/// writing the weight (`w` given) or the bias (`w == None`).
 fn write_folded<S: ByteSink + ?Sized>(
     ck: &Model<'_>,
-    sb: Option<(usize, usize)>,
-    which: u8,
+    which: BnOf,
     w: Option<&TensorView<'_>>,
     dt: Option<&[f32]>,
     out: &mut Stream<'_, '_, S>,
 ) -> Result<(), Error> {
-    let get = |f| ck.tensor_by_id(bn_of(sb, which, f));
+    let get = |f| ck.tensor_by_id(bn_id(which, f));
     let (g, b, m, v) = (
         get(BnField::Gamma)?,
         get(BnField::Beta)?,
@@ -161,8 +162,8 @@ pub fn fold<S: ByteSink + ?Sized>(
             n: 0,
         };
         match id {
-            TensorId::StemConvW => write_folded(ck, None, 0, Some(&wt(id)?), None, &mut out)?,
-            TensorId::StemConvB => write_folded(ck, None, 0, None, None, &mut out)?,
+            TensorId::StemConvW => write_folded(ck, BnOf::Stem, Some(&wt(id)?), None, &mut out)?,
+            TensorId::StemConvB => write_folded(ck, BnOf::Stem, None, None, &mut out)?,
             TensorId::FcW | TensorId::FcB => {
                 for v in wt(id)?.iter() {
                     out.push(v)?;
@@ -178,7 +179,7 @@ pub fn fold<S: ByteSink + ?Sized>(
                     steps = Some(StageSteps::new(ck, stage, s)?);
                     cur_stage = stage;
                 }
-                let sb = Some((stage, block));
+                let last = arch.branch(stage, block).last() as u8;
                 let conv = |p| {
                     wt(TensorId::Block {
                         stage,
@@ -187,27 +188,39 @@ pub fn fold<S: ByteSink + ?Sized>(
                     })
                 };
                 match part {
-                    BlockPart::Conv1W => {
-                        write_folded(ck, sb, 1, Some(&conv(BlockPart::Conv1W)?), None, &mut out)?
+                    BlockPart::ConvW(i) => {
+                        let which = BnOf::Branch(stage, block, i);
+                        let dt = if i == last {
+                            // Δt of this block: computed once, at its last conv's weight.
+                            let st = steps.as_mut().ok_or(Error::Index)?;
+                            if st.next_block() != block {
+                                return Err(Error::Index);
+                            }
+                            st.next_dt()?;
+                            Some(st.current())
+                        } else {
+                            None
+                        };
+                        write_folded(ck, which, Some(&conv(part)?), dt, &mut out)?
                     }
-                    BlockPart::Conv1B => write_folded(ck, sb, 1, None, None, &mut out)?,
-                    BlockPart::Conv2W => {
-                        let st = steps.as_mut().ok_or(Error::Index)?;
-                        if st.next_block() != block {
-                            return Err(Error::Index);
-                        }
-                        st.next_dt()?;
-                        let dt = Some(st.current());
-                        write_folded(ck, sb, 2, Some(&conv(BlockPart::Conv2W)?), dt, &mut out)?
+                    BlockPart::ConvB(i) => {
+                        let dt = if i == last {
+                            steps.as_ref().map(|s| s.current())
+                        } else {
+                            None
+                        };
+                        write_folded(ck, BnOf::Branch(stage, block, i), None, dt, &mut out)?
                     }
-                    BlockPart::Conv2B => {
-                        let dt = steps.as_ref().map(|s| s.current());
-                        write_folded(ck, sb, 2, None, dt, &mut out)?
+                    BlockPart::ProjW => write_folded(
+                        ck,
+                        BnOf::Proj(stage, block),
+                        Some(&conv(BlockPart::ProjW)?),
+                        None,
+                        &mut out,
+                    )?,
+                    BlockPart::ProjB => {
+                        write_folded(ck, BnOf::Proj(stage, block), None, None, &mut out)?
                     }
-                    BlockPart::ProjW => {
-                        write_folded(ck, sb, 3, Some(&conv(BlockPart::ProjW)?), None, &mut out)?
-                    }
-                    BlockPart::ProjB => write_folded(ck, sb, 3, None, None, &mut out)?,
                     _ => return Err(Error::Format(FormatError::UnexpectedTensor(id.name()))),
                 }
             }

@@ -2,21 +2,24 @@
 //! ([`Model::parse`]) and streaming writer ([`write_model`], [`ModelWriter`]).
 //!
 //! Layout (all integers little-endian, no alignment anywhere):
-//! fixed header (68 bytes) · stage table · normalisation · class names · tensor records ·
-//! CRC-32 of every preceding byte.
+//! fixed header (108 bytes; 68 in version 1) · stage table · normalisation · class names ·
+//! tensor records · CRC-32 of every preceding byte.
 
 use crate::arch::{
-    Arch, BlockKind, BlockPart, BnField, Dims, ModelKind, ShortcutKind, StageSpec, StepMode,
-    TensorId, TensorName, MAX_INPUT_CHANNELS, MAX_NAME_LEN, MAX_STAGES,
+    Arch, BlockKind, BlockPart, BnField, Dims, ModelKind, Pool2d, ShortcutKind, StageSpec,
+    StemSpec, StepMode, TensorId, TensorName, MAX_INPUT_CHANNELS, MAX_NAME_LEN, MAX_STAGES,
 };
 use crate::crc32::{crc32, Crc32};
 
 /// File magic, bytes 0..4.
 pub const MAGIC: [u8; 4] = *b"TSCM";
-/// The only version this crate reads and writes.
-pub const VERSION: u32 = 1;
-/// Size of the fixed part of the header.
-pub const FIXED_HEADER_LEN: usize = 68;
+/// The version this crate writes. It also reads version 1 (CIFAR stem, basic blocks).
+pub const VERSION: u32 = 2;
+/// Size of the fixed part of a version-2 header (the version-1 fields, then stem, pool,
+/// bottleneck and SE fields).
+pub const FIXED_HEADER_LEN: usize = 108;
+/// Size of the fixed part of a version-1 header.
+pub const FIXED_HEADER_LEN_V1: usize = 68;
 /// Largest number of dimensions of a stored tensor.
 pub const MAX_NDIM: usize = 4;
 
@@ -27,7 +30,7 @@ pub enum FormatError {
     Truncated { needed: usize, got: usize },
     /// Bytes 0..4 are not [`MAGIC`].
     BadMagic,
-    /// The version field is not [`VERSION`].
+    /// The version field is neither 1 nor [`VERSION`].
     UnsupportedVersion(u32),
     /// The input is longer than the header's `total_len`, or `total_len` is impossible.
     LengthMismatch { declared: usize, actual: usize },
@@ -129,9 +132,7 @@ fn is_bn_var(id: TensorId) -> bool {
         id,
         TensorId::StemBn(BnField::Var)
             | TensorId::Block {
-                part: BlockPart::Bn1(BnField::Var)
-                    | BlockPart::Bn2(BnField::Var)
-                    | BlockPart::ProjBn(BnField::Var),
+                part: BlockPart::Bn(_, BnField::Var) | BlockPart::ProjBn(BnField::Var),
                 ..
             }
     )
@@ -327,6 +328,87 @@ fn encode_kind(k: ModelKind) -> u32 {
     }
 }
 
+/// The version-2 fields after the version-1 fixed header (docs/FORMAT.md): stem kernel,
+/// stride, pad; pool kernel (0: no pool), stride, pad; bottleneck expansion, base width,
+/// stride on the 3×3 (all 0 for basic blocks); SE reduction (reserved, 0).
+fn v2_fields(a: &Arch) -> [u32; 10] {
+    let p = a.stem.pool.unwrap_or(Pool2d {
+        kernel: 0,
+        stride: 0,
+        pad: 0,
+    });
+    let (e, bw, s3) = match a.block {
+        BlockKind::Basic => (0, 0, 0),
+        BlockKind::Bottleneck {
+            expansion,
+            base_width,
+            stride_on_3x3,
+        } => (expansion, base_width, stride_on_3x3 as usize),
+    };
+    [
+        a.stem.kernel,
+        a.stem.stride,
+        a.stem.pad,
+        p.kernel,
+        p.stride,
+        p.pad,
+        e,
+        bw,
+        s3,
+        0,
+    ]
+    .map(|v| v as u32)
+}
+
+fn read_v2_fields(
+    r: &mut Reader<'_>,
+    block_kind: u32,
+) -> Result<(StemSpec, BlockKind), FormatError> {
+    let h = "fixed header";
+    let mut f = [0usize; 10];
+    for v in f.iter_mut() {
+        *v = r.u32(h)? as usize;
+    }
+    let [k, s, p, pk, ps, pp, e, bw, s3, se] = f;
+    let pool = match pk {
+        0 if ps == 0 && pp == 0 => None,
+        0 => {
+            return Err(FormatError::InvalidHeader(
+                "pool_stride/pool_pad must be 0 without a pool",
+            ))
+        }
+        _ => Some(Pool2d {
+            kernel: pk,
+            stride: ps,
+            pad: pp,
+        }),
+    };
+    let stem = StemSpec {
+        kernel: k,
+        stride: s,
+        pad: p,
+        pool,
+    };
+    let block = match block_kind {
+        0 if e == 0 && bw == 0 && s3 == 0 => BlockKind::Basic,
+        0 => {
+            return Err(FormatError::InvalidHeader(
+                "expansion/base_width/stride_on_3x3 must be 0 for basic blocks",
+            ))
+        }
+        _ if s3 > 1 => return Err(FormatError::InvalidHeader("stride_on_3x3 (0 or 1)")),
+        _ => BlockKind::Bottleneck {
+            expansion: e,
+            base_width: bw,
+            stride_on_3x3: s3 == 1,
+        },
+    };
+    if se != 0 {
+        return Err(FormatError::Unsupported("SE units (se_reduction ≠ 0)"));
+    }
+    Ok((stem, block))
+}
+
 impl<'a> Model<'a> {
     /// Validates `bytes` completely and returns a zero-copy view.
     ///
@@ -348,14 +430,16 @@ impl<'a> Model<'a> {
             return Err(FormatError::Truncated { needed: 8, got });
         }
         let version = le_u32(bytes, 4);
-        if version != VERSION {
-            return Err(FormatError::UnsupportedVersion(version));
-        }
+        let fixed_len = match version {
+            1 => FIXED_HEADER_LEN_V1,
+            VERSION => FIXED_HEADER_LEN,
+            _ => return Err(FormatError::UnsupportedVersion(version)),
+        };
         if got < 12 {
             return Err(FormatError::Truncated { needed: 12, got });
         }
         let total = le_u32(bytes, 8) as usize;
-        if total < FIXED_HEADER_LEN + 4 {
+        if total < fixed_len + 4 {
             return Err(FormatError::LengthMismatch {
                 declared: total,
                 actual: got,
@@ -385,11 +469,10 @@ impl<'a> Model<'a> {
         let in_c = r.u32(h)? as usize;
         let classes = r.u32(h)? as usize;
         let stem_width = r.u32(h)? as usize;
-        let block = match r.u32(h)? {
-            0 => BlockKind::Basic,
-            1 => BlockKind::Bottleneck,
-            _ => return Err(FormatError::InvalidHeader("block_kind")),
-        };
+        let block_kind = r.u32(h)?;
+        if block_kind > 1 {
+            return Err(FormatError::InvalidHeader("block_kind"));
+        }
         let shortcut = match r.u32(h)? {
             0 => ShortcutKind::A,
             1 => ShortcutKind::B,
@@ -413,7 +496,18 @@ impl<'a> Model<'a> {
         let groups = r.u32(h)? as usize;
         let num_stages = r.u32(h)? as usize;
         let tensor_count = r.u32(h)? as usize;
-        debug_assert_eq!(r.pos, FIXED_HEADER_LEN);
+        debug_assert_eq!(r.pos, FIXED_HEADER_LEN_V1);
+        let (stem, block) = if version == 1 {
+            if block_kind != 0 {
+                return Err(FormatError::Unsupported(
+                    "bottleneck blocks in a version-1 file",
+                ));
+            }
+            (StemSpec::CIFAR, BlockKind::Basic)
+        } else {
+            read_v2_fields(&mut r, block_kind)?
+        };
+        debug_assert_eq!(r.pos, fixed_len);
         if !(1..=MAX_STAGES).contains(&num_stages) {
             return Err(FormatError::InvalidHeader("num_stages"));
         }
@@ -441,6 +535,7 @@ impl<'a> Model<'a> {
             input: crate::arch::Shape3::new(in_h, in_w, in_c),
             classes,
             stem_width,
+            stem,
             num_stages,
             stages,
             block,
@@ -815,7 +910,7 @@ impl<'s, S: ByteSink + ?Sized> ModelWriter<'s, S> {
             arch.stem_width,
             match arch.block {
                 BlockKind::Basic => 0,
-                BlockKind::Bottleneck => 1,
+                BlockKind::Bottleneck { .. } => 1,
             },
             match arch.shortcut {
                 ShortcutKind::A => 0,
@@ -828,6 +923,9 @@ impl<'s, S: ByteSink + ?Sized> ModelWriter<'s, S> {
         w.put(&fixed.to_le_bytes())?;
         for v in [arch.reduction, arch.groups, arch.num_stages, tensor_count] {
             w.put(&u(v))?;
+        }
+        for v in v2_fields(arch) {
+            w.put(&v.to_le_bytes())?;
         }
         for st in arch.stages() {
             for v in [st.blocks, st.width, st.stride] {

@@ -537,6 +537,61 @@ pub fn shortcut_a(
     Ok(())
 }
 
+/// Max pool over each channel: `out(y, x, c) = max` of `input` over the `k×k` window at
+/// `(y·s − pad, x·s − pad)`; positions in the padding never win. Output shape
+/// `((H + 2·pad − k) / s + 1, (W + 2·pad − k) / s + 1, C)`; requires `2·pad ≤ k` (every
+/// window then holds at least one input position).
+pub fn max_pool2d(
+    in_shape: Shape3,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    input: &[f32],
+    output: &mut [f32],
+) -> Result<Shape3, LayerError> {
+    if in_shape.is_empty() || k == 0 || stride == 0 || 2 * pad > k {
+        return Err(LayerError::Shape("max pool: k, stride ≥ 1, 2·pad ≤ k"));
+    }
+    if in_shape.h + 2 * pad < k || in_shape.w + 2 * pad < k {
+        return Err(LayerError::Shape(
+            "max pool window larger than the padded input",
+        ));
+    }
+    let out = Shape3::new(
+        (in_shape.h + 2 * pad - k) / stride + 1,
+        (in_shape.w + 2 * pad - k) / stride + 1,
+        in_shape.c,
+    );
+    check_len("max pool input", in_shape.len(), input.len())?;
+    check_len("max pool output", out.len(), output.len())?;
+    let c = in_shape.c;
+    // Window rows/columns clipped to the image: `[lo, hi)` of input positions.
+    let span = |o: usize, n: usize| {
+        let start = o * stride;
+        (
+            start.saturating_sub(pad),
+            (start + k).saturating_sub(pad).min(n),
+        )
+    };
+    for oy in 0..out.h {
+        let (y0, y1) = span(oy, in_shape.h);
+        for ox in 0..out.w {
+            let (x0, x1) = span(ox, in_shape.w);
+            let o = &mut output[(oy * out.w + ox) * c..][..c];
+            o.fill(f32::NEG_INFINITY);
+            for y in y0..y1 {
+                for x in x0..x1 {
+                    let px = &input[(y * in_shape.w + x) * c..][..c];
+                    for (m, &v) in o.iter_mut().zip(px) {
+                        *m = m.max(v);
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Global average pool: `out[c] = (Σ_{y,x} input(y, x, c)) / (H·W)` (sequential sums).
 pub fn global_avg_pool(shape: Shape3, input: &[f32], out: &mut [f32]) -> Result<(), LayerError> {
     if shape.h == 0 || shape.w == 0 || shape.c == 0 {

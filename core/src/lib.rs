@@ -8,9 +8,12 @@
 //! names) are those of `docs/DESIGN.md`; the file format is specified in `docs/FORMAT.md`.
 //!
 //! ## Public API at a glance
-//! - [`Arch`]: plain-data architecture (`Arch::cifar(n, w0, step, shortcut)` for CIFAR
-//!   ResNets of depth `6n+2`), [`Arch::validate`], [`Arch::for_each_tensor`] (canonical
-//!   tensor set with shapes), [`Arch::scratch_len`].
+//! - [`Arch`]: plain-data architecture, the one description of the network that everything
+//!   walks: `Arch::cifar(n, w0, step, shortcut)` (basic blocks, depth `6n+2`),
+//!   `Arch::cifar_bottleneck` (`9n+2`), `Arch::resnet(18 | 34 | 50 | 101 | 152, step)`
+//!   (ImageNet stem and stages); [`Arch::branch`] (a block's residual branch as convs),
+//!   [`Arch::validate`], [`Arch::for_each_tensor`] (canonical tensor set with shapes),
+//!   [`Arch::scratch_len`].
 //! - [`format::Model::parse`]`(&[u8]) -> Result<Model, FormatError>`: zero-copy, validating;
 //!   `model.arch()`, `model.kind()`, `model.tensor(name) -> Option<TensorView>`,
 //!   `model.class_name(i) -> Option<&str>`, `model.scratch_len()`.
@@ -23,7 +26,8 @@
 //! - [`controller`]: weight summary `w̄`, LSTM cell, [`controller::StageSteps`] /
 //!   [`controller::compute_steps`] recomputing every block's Δt from a checkpoint.
 //! - [`fold::fold`]`(&checkpoint, scratch, &mut sink)`: checkpoint → folded model bytes.
-//! - [`infer`]`(&model, input_hwc, scratch, logits)`: one image, folded or checkpoint model.
+//! - [`infer`]`(&model, input_hwc, scratch, logits)`: one image, folded or checkpoint model;
+//!   [`block_forward`] runs one residual block.
 //! - `testutil` (feature `std`): seeded random checkpoints for tests, benches and demos.
 //!
 //! ## Inference input convention
@@ -33,12 +37,14 @@
 //!
 //! ## Scratch (f32 count for one image)
 //! `scratch_len = A + (checkpoint ? Ctl : 0)` where, with `|s| = h·w·c` of an activation,
-//! - `A = max( H·W·C_in + H·W·w0 ,  max over blocks (|in_b| + 2·|out_b|) )`: the peak of
-//!   live activations (block input, conv1 output, conv2 output; the projection shortcut
-//!   reuses conv1's buffer and the residual is added in place; the head needs
-//!   `|last| + C_last`, which never exceeds the last block's term).
+//! - `A = max( |image| + |stem conv| , |stem conv| + |pool| (with a pool),
+//!   max over blocks (|in_b| + middle_b + |out_b|) , |last| + C_last )`: the peak of live
+//!   activations, `middle_b` = [`Arch::block_middle_len`] (the largest sum of two consecutive
+//!   intermediate branch outputs, the first alone for a two-conv branch, and the projection's
+//!   output; the residual is added in place). For basic blocks this is `|in| + 2·|out|`.
 //! - `Ctl = max over stages` of `C` (fixed, indp), `K + H + C` (2fc), `K + 7H + C` (lstm),
-//!   `K = 18·C`, `H = max(C / r, 1)`: Δt, `w̄`, controller hidden/LSTM state and gates.
+//!   `K` = [`Arch::summary_len`] (`18·C` basic, `C/4 + C` bottleneck), `H = max(C / r, 1)`:
+//!   Δt, `w̄`, controller hidden/LSTM state and gates.
 //!
 //! For the CIFAR ResNet-20 (widths 16/32/64) a folded model needs `A = 3·32·32·16 = 49152`
 //! f32 (192 KiB).
@@ -60,7 +66,7 @@ pub use arch::{
     Arch, BlockKind, ModelKind, Shape3, ShortcutKind, StageSpec, StepMode, TensorId, BN_EPS,
 };
 pub use format::{FormatError, Model, TensorView};
-pub use infer::infer;
+pub use infer::{block_forward, infer};
 pub use layers::LayerError;
 
 /// Errors of the model-level operations ([`infer`], [`fold::fold`], [`controller`]).

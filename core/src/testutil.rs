@@ -86,9 +86,9 @@ pub fn random_tensors(arch: &Arch, kind: ModelKind, seed: u64) -> Vec<OwnedTenso
             TensorId::FcW => rng.vec(n, -ctl, ctl),
             TensorId::StageCtl { part, .. } => ctl_part(&mut rng, part, &shape),
             TensorId::Block { part, .. } => match part {
-                BlockPart::Conv1W | BlockPart::Conv2W | BlockPart::ProjW => rng.vec(n, -he, he),
-                BlockPart::Conv1B | BlockPart::Conv2B | BlockPart::ProjB => rng.vec(n, -0.1, 0.1),
-                BlockPart::Bn1(f) | BlockPart::Bn2(f) | BlockPart::ProjBn(f) => bn(&mut rng, f),
+                BlockPart::ConvW(_) | BlockPart::ProjW => rng.vec(n, -he, he),
+                BlockPart::ConvB(_) | BlockPart::ProjB => rng.vec(n, -0.1, 0.1),
+                BlockPart::Bn(_, f) | BlockPart::ProjBn(f) => bn(&mut rng, f),
                 BlockPart::Dt => rng.vec(n, 0.2, 1.0),
                 BlockPart::Ctl(p) => ctl_part(&mut rng, p, &shape),
             },

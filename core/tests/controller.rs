@@ -10,7 +10,7 @@ mod common;
 use common::{steps_ref, Rng};
 use tsc_core::controller::{compute_steps, lstm_cell, weight_summary, StageSteps};
 use tsc_core::testutil::random_checkpoint;
-use tsc_core::{Arch, Error, Model, ShortcutKind, StageSpec, StepMode};
+use tsc_core::{Arch, BlockKind, Error, Model, ShortcutKind, StageSpec, StepMode};
 
 const U: f64 = 1.0 / (1u64 << 24) as f64;
 
@@ -120,48 +120,65 @@ fn compute_steps_matches_reference_for_every_mode() {
         StepMode::TwoFc,
         StepMode::Lstm,
     ] {
-        let mut arch = Arch::cifar(3, 4, mode, ShortcutKind::B);
-        arch.stages[2] = StageSpec {
-            blocks: 2,
-            width: 17,
-            stride: 2,
-        };
-        arch.input.h = 9;
-        arch.input.w = 9;
-        arch.reduction = 3;
-        let bytes = random_checkpoint(&arch, 77);
-        let m = Model::parse(&bytes).unwrap();
-        let mut scratch = vec![f32::NAN; arch.controller_scratch_len()];
-        for (s, st) in arch.stages().iter().enumerate() {
-            let mut out = vec![0.0f32; st.blocks * st.width];
-            compute_steps(&m, s, &mut out, &mut scratch).unwrap();
-            let r = steps_ref(&m, s);
-            for b in 0..st.blocks {
-                for c in 0..st.width {
-                    let e = (out[b * st.width + c] as f64 - r[b][c]).abs();
-                    assert!(e <= 1e-6, "{mode:?} s{s} b{b} c{c}: {e}");
-                    worst = worst.max(e);
+        for bottleneck in [false, true] {
+            let mut arch = Arch::cifar(3, 4, mode, ShortcutKind::B);
+            arch.stages[2] = StageSpec {
+                blocks: 2,
+                width: 17,
+                stride: 2,
+            };
+            if bottleneck {
+                // Widths 8/12/20, middle widths 4/6/10 (expansion 2, base width 32), groups 2
+                // on the 3×3: w̄ = [w̄(conv1), w̄(conv3)] of length C/2 + C.
+                arch.block = BlockKind::Bottleneck {
+                    expansion: 2,
+                    base_width: 32,
+                    stride_on_3x3: true,
+                };
+                arch.groups = 2;
+                for (st, w) in arch.stages.iter_mut().zip([8, 12, 20]) {
+                    st.width = w;
                 }
+                assert_eq!(arch.summary_len(2), 20 / 2 + 20);
             }
-            // The streaming interface gives the same values, then None.
-            let mut it = StageSteps::new(&m, s, &mut scratch).unwrap();
-            for b in 0..st.blocks {
-                assert_eq!(
-                    it.next_dt().unwrap().unwrap(),
-                    &out[b * st.width..(b + 1) * st.width]
-                );
+            arch.input.h = 9;
+            arch.input.w = 9;
+            arch.reduction = 3;
+            arch.validate().unwrap();
+            let bytes = random_checkpoint(&arch, 77);
+            let m = Model::parse(&bytes).unwrap();
+            let mut scratch = vec![f32::NAN; arch.controller_scratch_len()];
+            for (s, st) in arch.stages().iter().enumerate() {
+                let mut out = vec![0.0f32; st.blocks * st.width];
+                compute_steps(&m, s, &mut out, &mut scratch).unwrap();
+                let r = steps_ref(&m, s);
+                for b in 0..st.blocks {
+                    for c in 0..st.width {
+                        let e = (out[b * st.width + c] as f64 - r[b][c]).abs();
+                        assert!(e <= 1e-6, "{mode:?} s{s} b{b} c{c}: {e}");
+                        worst = worst.max(e);
+                    }
+                }
+                // The streaming interface gives the same values, then None.
+                let mut it = StageSteps::new(&m, s, &mut scratch).unwrap();
+                for b in 0..st.blocks {
+                    assert_eq!(
+                        it.next_dt().unwrap().unwrap(),
+                        &out[b * st.width..(b + 1) * st.width]
+                    );
+                }
+                assert_eq!(it.next_dt().unwrap(), None);
             }
-            assert_eq!(it.next_dt().unwrap(), None);
+            assert_eq!(
+                compute_steps(&m, 3, &mut [], &mut scratch),
+                Err(Error::Index)
+            );
+            let mut small = vec![0.0f32; arch.controller_scratch_len() - 1];
+            assert!(matches!(
+                StageSteps::new(&m, 0, &mut small),
+                Err(Error::Len { .. })
+            ));
         }
-        assert_eq!(
-            compute_steps(&m, 3, &mut [], &mut scratch),
-            Err(Error::Index)
-        );
-        let mut small = vec![0.0f32; arch.controller_scratch_len() - 1];
-        assert!(matches!(
-            StageSteps::new(&m, 0, &mut small),
-            Err(Error::Len { .. })
-        ));
     }
     println!("worst |Δt − Δt_ref| = {worst:.2e}");
 }

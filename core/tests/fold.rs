@@ -4,10 +4,11 @@
 mod common;
 
 use common::{forward_ref, rel_err};
+use tsc_core::arch::{Pool2d, StemSpec};
 use tsc_core::fold::{fold, fold_to_vec, folded_len};
 use tsc_core::format::SliceSink;
 use tsc_core::testutil::{random_checkpoint, random_input};
-use tsc_core::{infer, Arch, Model, ModelKind, ShortcutKind, StageSpec, StepMode};
+use tsc_core::{infer, Arch, BlockKind, Model, ModelKind, ShortcutKind, StageSpec, StepMode};
 
 /// Tiny 3-stage net with odd sizes: 9×7×3 input, widths 4/6/12 (stage 1 stride 2, stage 2
 /// stride 2), 2 blocks per stage, r = 2, 5 classes.
@@ -38,6 +39,40 @@ const MODES: [StepMode; 4] = [
     StepMode::Lstm,
 ];
 
+/// Checkpoint `infer` against folded `infer` against the independent f64 forward on three
+/// random images; returns the worst relative logit error (asserts ≤ 1e-5).
+fn check_equivalence(arch: &Arch, label: &str, seed: u64) -> f64 {
+    arch.validate().unwrap_or_else(|e| panic!("{label}: {e}"));
+    let ck_bytes = random_checkpoint(arch, seed);
+    let ck = Model::parse(&ck_bytes).unwrap();
+    let folded_bytes = fold_to_vec(&ck).unwrap();
+    assert_eq!(folded_bytes.len(), folded_len(&ck).unwrap());
+    let fm = Model::parse(&folded_bytes).unwrap();
+    assert_eq!(fm.kind(), ModelKind::Folded);
+    assert_eq!(fm.arch(), ck.arch());
+    assert!(fm.scratch_len() <= ck.scratch_len());
+    let mut worst: f64 = 0.0;
+    for img in 0..3 {
+        let x = random_input(arch, seed * 7 + img);
+        let mut s1 = vec![f32::NAN; ck.scratch_len()];
+        let mut s2 = vec![f32::NAN; fm.scratch_len()];
+        let mut l1 = vec![0.0; arch.classes];
+        let mut l2 = vec![0.0; arch.classes];
+        infer(&ck, &x, &mut s1, &mut l1).unwrap();
+        infer(&fm, &x, &mut s2, &mut l2).unwrap();
+        let r = forward_ref(&ck, &x);
+        let l1_64: Vec<f64> = l1.iter().map(|&v| v as f64).collect();
+        let e_fold = rel_err(&l2, &l1_64);
+        let e_ref = rel_err(&l1, &r);
+        let e_fref = rel_err(&l2, &forward_ref(&fm, &x));
+        assert!(e_fold <= 1e-5, "{label}: fold rel err {e_fold}");
+        assert!(e_ref <= 1e-5, "{label}: ref rel err {e_ref}");
+        assert!(e_fref <= 1e-5, "{label}: folded ref {e_fref}");
+        worst = worst.max(e_fold).max(e_ref).max(e_fref);
+    }
+    worst
+}
+
 #[test]
 fn folding_equivalence_all_modes_and_shortcuts() {
     let mut worst: f64 = 0.0;
@@ -45,45 +80,86 @@ fn folding_equivalence_all_modes_and_shortcuts() {
         for (si, &sc) in [ShortcutKind::A, ShortcutKind::B].iter().enumerate() {
             for groups in [1, 2] {
                 let arch = tiny(mode, sc, groups);
-                arch.validate().unwrap();
                 let seed = (mi * 10 + si * 3 + groups) as u64;
-                let ck_bytes = random_checkpoint(&arch, seed);
-                let ck = Model::parse(&ck_bytes).unwrap();
-                let folded_bytes = fold_to_vec(&ck).unwrap();
-                assert_eq!(folded_bytes.len(), folded_len(&ck).unwrap());
-                let fm = Model::parse(&folded_bytes).unwrap();
-                assert_eq!(fm.kind(), ModelKind::Folded);
-                assert_eq!(fm.arch(), ck.arch());
-                assert!(fm.scratch_len() <= ck.scratch_len());
-                for img in 0..3 {
-                    let x = random_input(&arch, seed * 7 + img);
-                    let mut s1 = vec![f32::NAN; ck.scratch_len()];
-                    let mut s2 = vec![f32::NAN; fm.scratch_len()];
-                    let mut l1 = vec![0.0; arch.classes];
-                    let mut l2 = vec![0.0; arch.classes];
-                    infer(&ck, &x, &mut s1, &mut l1).unwrap();
-                    infer(&fm, &x, &mut s2, &mut l2).unwrap();
-                    let r = forward_ref(&ck, &x);
-                    let l1_64: Vec<f64> = l1.iter().map(|&v| v as f64).collect();
-                    let e_fold = rel_err(&l2, &l1_64);
-                    let e_ref = rel_err(&l1, &r);
-                    let e_fref = rel_err(&l2, &forward_ref(&fm, &x));
-                    assert!(
-                        e_fold <= 1e-5,
-                        "{mode:?} {sc:?} g{groups}: fold rel err {e_fold}"
-                    );
-                    assert!(
-                        e_ref <= 1e-5,
-                        "{mode:?} {sc:?} g{groups}: ref rel err {e_ref}"
-                    );
-                    assert!(
-                        e_fref <= 1e-5,
-                        "{mode:?} {sc:?} g{groups}: folded ref {e_fref}"
-                    );
-                    worst = worst.max(e_fold).max(e_ref).max(e_fref);
-                }
+                let label = format!("basic {mode:?} {sc:?} g{groups}");
+                worst = worst.max(check_equivalence(&arch, &label, seed));
             }
         }
+    }
+    println!("worst relative logit error: {worst:.3e}");
+}
+
+/// Tiny bottleneck net: 11×9×3 input, stage widths 8/16 (middle widths 2·g/4·g with
+/// expansion 4, base width 32), a 3×3 stride-2 stem with a 3×3 stride-2 max pool when
+/// `pooled`, groups on the 3×3 only.
+fn tiny_bottleneck(
+    step: StepMode,
+    sc: ShortcutKind,
+    groups: usize,
+    on_3x3: bool,
+    pooled: bool,
+) -> Arch {
+    let mut a = tiny(step, sc, groups);
+    a.input.h = 11;
+    a.input.w = 9;
+    a.num_stages = 2;
+    a.stages[0].width = 8;
+    a.stages[1] = StageSpec {
+        blocks: 2,
+        width: 16,
+        stride: 2,
+    };
+    a.block = BlockKind::Bottleneck {
+        expansion: 4,
+        base_width: 32,
+        stride_on_3x3: on_3x3,
+    };
+    if pooled {
+        a.stem = StemSpec {
+            kernel: 5,
+            stride: 2,
+            pad: 2,
+            pool: Some(Pool2d {
+                kernel: 3,
+                stride: 2,
+                pad: 1,
+            }),
+        };
+    }
+    a
+}
+
+#[test]
+fn folding_equivalence_bottleneck_and_pooled_stem() {
+    let mut worst: f64 = 0.0;
+    for (mi, &mode) in MODES.iter().enumerate() {
+        for (si, &sc) in [ShortcutKind::A, ShortcutKind::B].iter().enumerate() {
+            for (groups, on_3x3, pooled) in [
+                (1, false, false),
+                (2, true, true),
+                (1, true, false),
+                (2, false, true),
+            ] {
+                let arch = tiny_bottleneck(mode, sc, groups, on_3x3, pooled);
+                let seed = (100 + mi * 10 + si * 3 + groups) as u64;
+                let label = format!(
+                    "bottleneck {mode:?} {sc:?} g{groups} 3x3-stride {on_3x3} pool {pooled}"
+                );
+                worst = worst.max(check_equivalence(&arch, &label, seed));
+            }
+        }
+    }
+    // The ImageNet stem (7×7/2, pool 3/2/1) on a basic-block net.
+    for (mi, &mode) in MODES.iter().enumerate() {
+        let mut arch = tiny(mode, ShortcutKind::B, 1);
+        arch.input.h = 19;
+        arch.input.w = 17;
+        arch.stem = StemSpec::IMAGENET;
+        worst = worst.max(check_equivalence(
+            &arch,
+            &format!("imagenet stem {mode:?}"),
+            200 + mi as u64,
+        ));
     }
     println!("worst relative logit error: {worst:.3e}");
 }

@@ -148,10 +148,10 @@ fn header_errors_have_specific_variants() {
     b[0] = b'X';
     assert_eq!(Model::parse(&b).unwrap_err(), FormatError::BadMagic);
     let mut b = good.clone();
-    b[4] = 2;
+    b[4] = 3;
     assert_eq!(
         Model::parse(&b).unwrap_err(),
-        FormatError::UnsupportedVersion(2)
+        FormatError::UnsupportedVersion(3)
     );
     let mut b = good.clone();
     let last = b.len() - 10;
@@ -178,7 +178,11 @@ fn header_errors_have_specific_variants() {
     assert_eq!(field(12, 7), FormatError::InvalidHeader("kind"));
     assert_eq!(field(16, 0), FormatError::InvalidHeader("input_h/input_w"));
     assert_eq!(field(24, 9), FormatError::InvalidHeader("input_c"));
-    assert_eq!(field(36, 1), FormatError::Unsupported("bottleneck blocks"));
+    // A bottleneck needs its expansion and base width (0 in this basic-block file).
+    assert!(matches!(
+        field(36, 1),
+        FormatError::InvalidHeader(w) if w.contains("expansion")
+    ));
     assert_eq!(field(36, 2), FormatError::InvalidHeader("block_kind"));
     assert_eq!(field(40, 2), FormatError::InvalidHeader("shortcut"));
     assert_eq!(field(44, 9), FormatError::InvalidHeader("step_mode"));
@@ -187,8 +191,26 @@ fn header_errors_have_specific_variants() {
         FormatError::InvalidHeader(_)
     ));
     assert_eq!(field(52, 0), FormatError::InvalidHeader("reduction"));
-    assert_eq!(field(56, 3), FormatError::InvalidHeader("groups"));
+    assert!(matches!(field(56, 3), FormatError::InvalidHeader(w) if w.starts_with("groups")));
     assert_eq!(field(60, 5), FormatError::InvalidHeader("num_stages"));
+    // Version-2 fields: stem kernel/stride/pad, pool kernel/stride/pad, bottleneck fields,
+    // SE reduction.
+    let v2 = |off: usize, v: u32| match field(off, v) {
+        FormatError::InvalidHeader(w) => w,
+        e => panic!("field at {off} = {v}: {e:?}"),
+    };
+    assert!(v2(68, 0).starts_with("stem kernel"));
+    assert!(v2(72, 0).starts_with("stem kernel"));
+    assert!(v2(76, 3).starts_with("stem kernel")); // pad ≥ kernel
+    assert!(v2(68, 15).starts_with("stem kernel larger")); // 15×15 on 9×7
+    assert!(v2(84, 2).starts_with("pool_stride")); // stride without a pool
+    assert!(v2(80, 16).starts_with("pool kernel"));
+    assert!(v2(92, 4).starts_with("expansion/base_width")); // on a basic block
+    assert!(v2(100, 1).starts_with("expansion/base_width"));
+    assert_eq!(
+        field(104, 16),
+        FormatError::Unsupported("SE units (se_reduction ≠ 0)")
+    );
     // std[0] = 0 (stage table is 3 × 12 bytes, then mean[0], std[0]).
     assert_eq!(
         field(FIXED_HEADER_LEN + 36 + 4, 0),
@@ -558,4 +580,63 @@ fn parse_is_linear_in_the_number_of_records() {
         "parse took {:?}",
         t.elapsed()
     );
+}
+
+/// A version-2 file rewritten as version 1 (the 40 bytes of version-2 fields dropped).
+fn as_v1(v2: &[u8]) -> Vec<u8> {
+    let mut b = v2[..68].to_vec();
+    b.extend_from_slice(&v2[FIXED_HEADER_LEN..]);
+    b[4..8].copy_from_slice(&1u32.to_le_bytes());
+    repair(&mut b);
+    b
+}
+
+#[test]
+fn version_1_files_still_parse_and_run() {
+    for step in [StepMode::Fixed(1.0), StepMode::Indp, StepMode::Lstm] {
+        let arch = small_arch(step);
+        let (_, v2) = with_extras(&arch, 9);
+        let v1 = as_v1(&v2);
+        let (m1, m2) = (Model::parse(&v1).unwrap(), Model::parse(&v2).unwrap());
+        assert_eq!(m1.arch(), m2.arch());
+        assert_eq!(m1.arch().stem, tsc_core::arch::StemSpec::CIFAR);
+        assert_eq!(m1.tensor_count(), m2.tensor_count());
+        for (a, b) in m1.tensors().zip(m2.tensors()) {
+            assert_eq!((a.name(), a.bytes()), (b.name(), b.bytes()));
+        }
+        let x = random_input(&arch, 3);
+        let run = |m: &Model<'_>| {
+            let mut scratch = vec![f32::NAN; m.scratch_len()];
+            let mut logits = vec![0.0; arch.classes];
+            infer(m, &x, &mut scratch, &mut logits).unwrap();
+            logits
+        };
+        assert_eq!(run(&m1), run(&m2));
+        // Version 1 reserved the bottleneck value without specifying it.
+        let mut b = v1.clone();
+        b[36..40].copy_from_slice(&1u32.to_le_bytes());
+        repair(&mut b);
+        assert_eq!(
+            Model::parse(&b).unwrap_err(),
+            FormatError::Unsupported("bottleneck blocks in a version-1 file")
+        );
+    }
+}
+
+#[test]
+fn committed_firmware_model_is_version_1_and_runs() {
+    let bytes = include_bytes!("../../firmware-demo/models/default.tscm");
+    assert_eq!(
+        bytes[4..8],
+        1u32.to_le_bytes(),
+        "the committed model is a v1 file"
+    );
+    let m = Model::parse(bytes).unwrap();
+    assert_eq!(m.arch().stem, tsc_core::arch::StemSpec::CIFAR);
+    assert_eq!(m.arch().block, BlockKind::Basic);
+    let mut scratch = vec![f32::NAN; m.scratch_len()];
+    let mut logits = vec![f32::NAN; m.arch().classes];
+    let x = vec![0.5; m.arch().input.len()];
+    infer(&m, &x, &mut scratch, &mut logits).unwrap();
+    assert!(logits.iter().all(|v| v.is_finite()));
 }

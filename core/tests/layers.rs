@@ -14,10 +14,10 @@
 
 mod common;
 
-use common::{conv_ref, Rng};
+use common::{conv_ref, maxpool_ref, Rng};
 use tsc_core::layers::{
-    argmax, batchnorm, conv2d, fc, global_avg_pool, relu, residual_update, shortcut_a, softmax,
-    Conv2d, LayerError,
+    argmax, batchnorm, conv2d, fc, global_avg_pool, max_pool2d, relu, residual_update, shortcut_a,
+    softmax, Conv2d, LayerError,
 };
 use tsc_core::Shape3;
 
@@ -342,4 +342,45 @@ fn pool_fc_softmax_argmax() {
     softmax(&mut s);
     assert!((s[0] - 0.25).abs() < 1e-7 && (s[1] - 0.75).abs() < 1e-7);
     assert_eq!(argmax(&[0.1, 0.7, 0.2]), Some(1));
+}
+
+#[test]
+fn max_pool_matches_reference_exactly() {
+    let mut rng = Rng::new(41);
+    // (h, w, c, k, stride, pad): the ImageNet stem's 3/2/1 on odd and even sizes, windows
+    // that overlap, do not overlap, or skip inputs, a 1×1 image.
+    let cases = [
+        (7, 9, 5, 3, 2, 1),
+        (8, 8, 3, 3, 2, 1),
+        (5, 6, 2, 2, 2, 0),
+        (6, 5, 4, 3, 1, 1),
+        (9, 7, 1, 2, 3, 1),
+        (1, 1, 3, 1, 1, 0),
+        (2, 3, 2, 3, 2, 1),
+    ];
+    for (h, w, c, k, st, pad) in cases {
+        let s = Shape3::new(h, w, c);
+        let x = rng.vec(s.len(), -2.0, 2.0);
+        let (want, o) = maxpool_ref(&to64(&x), s, k, st, pad);
+        let mut y = vec![f32::NAN; o.h * o.w * o.c];
+        let got = max_pool2d(s, k, st, pad, &x, &mut y).unwrap();
+        assert_eq!(got, o);
+        assert_eq!(to64(&y), want, "{h}x{w}x{c} k{k} s{st} p{pad}");
+    }
+    let s = Shape3::new(4, 4, 2);
+    let x = vec![0.0; s.len()];
+    let mut y = vec![0.0; 8];
+    for (k, st, pad) in [(0, 1, 0), (3, 0, 1), (2, 2, 2), (9, 1, 1)] {
+        assert!(
+            matches!(
+                max_pool2d(s, k, st, pad, &x, &mut y),
+                Err(LayerError::Shape(_))
+            ),
+            "k{k} s{st} p{pad}"
+        );
+    }
+    assert!(matches!(
+        max_pool2d(s, 2, 2, 0, &x, &mut y[..7]),
+        Err(LayerError::Len { .. })
+    ));
 }

@@ -22,15 +22,25 @@ pub struct TrainConfig {
     pub cifar_batches: Vec<usize>,
     /// Image-folder datasets: side of the square input the images are resized/cropped to.
     pub image_size: usize,
-    /// ResNet depth, 6n + 2 (8, 14, 20, 32, 44, 56, 110, ...).
+    /// Network family (see [`ARCHS`]): `cifar` (basic blocks, depth 6n + 2),
+    /// `cifar-bottleneck` (depth 9n + 2), or an ImageNet ResNet `resnet18`, `resnet34`,
+    /// `resnet50`, `resnet101`.
+    pub arch: String,
+    /// CIFAR families: depth, 6n + 2 for `cifar` (8, 14, 20, 32, 44, 56, 110, ...), 9n + 2 for
+    /// `cifar-bottleneck` (11, 20, 29, 56, 164, ...). ImageNet ResNets carry it in the name.
     pub depth: usize,
-    /// Width multiplier: stage widths are 16·width, 32·width, 64·width (rounded, at least 1).
+    /// CIFAR families: width multiplier: the stem is 16·width wide (rounded, at least 1), the
+    /// stages 1, 2, 4 times that (times 4 for bottleneck outputs).
     pub width: f32,
+    /// Bottlenecks: put the stride on the 3×3 (torchvision, "ResNet v1.5") instead of the
+    /// first 1×1 (the original layout, which the paper's FLOP counts imply).
+    pub stride_on_3x3: bool,
     /// Shortcut when shapes change: `A` (subsample + zero channels) or `B` (1×1 conv + BN).
     pub shortcut: String,
     /// Step-size mode: `fixed:C`, `indp`, `2fc` or `lstm`.
     pub steps: String,
-    /// Controller reduction r (hidden size C / r).
+    /// Controller reduction r (hidden size C / r); 0: the family's default (4 for basic
+    /// blocks, 8 for bottlenecks, paper Table 6).
     pub reduction: usize,
     pub epochs: usize,
     pub batch: usize,
@@ -59,11 +69,13 @@ impl Default for TrainConfig {
             download: false,
             cifar_batches: vec![1, 2, 3, 4, 5],
             image_size: 32,
+            arch: "cifar".into(),
             depth: 20,
             width: 1.0,
+            stride_on_3x3: false,
             shortcut: "A".into(),
             steps: "lstm".into(),
-            reduction: 4,
+            reduction: 0,
             epochs: 10,
             batch: 128,
             lr: 0.1,
@@ -78,6 +90,16 @@ impl Default for TrainConfig {
         }
     }
 }
+
+/// Every `--arch`.
+pub const ARCHS: &[&str] = &[
+    "cifar",
+    "cifar-bottleneck",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+];
 
 /// Parse `fixed:C | indp | 2fc | lstm`.
 pub fn parse_steps(s: &str) -> Result<StepMode> {
@@ -124,9 +146,17 @@ impl TrainConfig {
         toml::to_string(self).expect("config serialises")
     }
 
-    /// Blocks per stage for the configured depth.
+    /// Blocks per stage of the CIFAR families for the configured depth.
     pub fn blocks_per_stage(&self) -> usize {
-        (self.depth - 2) / 6
+        match self.arch.as_str() {
+            "cifar-bottleneck" => (self.depth - 2) / 9,
+            _ => (self.depth - 2) / 6,
+        }
+    }
+
+    /// Whether `arch` is one of the CIFAR families (which take `depth` and `width`).
+    pub fn is_cifar_arch(&self) -> bool {
+        matches!(self.arch.as_str(), "cifar" | "cifar-bottleneck")
     }
 
     /// Stem width w0 = round(16·width).
@@ -154,10 +184,28 @@ impl TrainConfig {
                 self.dataset
             );
         }
-        if self.depth < 8 || !(self.depth - 2).is_multiple_of(6) {
+        if !ARCHS.contains(&self.arch.as_str()) {
             bail!(
-                "--depth {}: must be 6n + 2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...)",
+                "--arch '{}': expected one of {}",
+                self.arch,
+                ARCHS.join(", ")
+            );
+        }
+        match self.arch.as_str() {
+            "cifar" if self.depth < 8 || !(self.depth - 2).is_multiple_of(6) => bail!(
+                "--depth {}: the cifar family needs 6n + 2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...)",
                 self.depth
+            ),
+            "cifar-bottleneck" if self.depth < 11 || !(self.depth - 2).is_multiple_of(9) => bail!(
+                "--depth {}: the cifar-bottleneck family needs 9n + 2 with n >= 1 (11, 20, 29, 56, 164, ...)",
+                self.depth
+            ),
+            _ => {}
+        }
+        if !self.is_cifar_arch() && self.width != 1.0 {
+            bail!(
+                "--width {}: only the CIFAR families take a width multiplier",
+                self.width
             );
         }
         if !(self.width.is_finite() && self.width > 0.0 && self.width <= 64.0) {
@@ -167,8 +215,11 @@ impl TrainConfig {
             bail!("--shortcut '{}': expected A or B", self.shortcut);
         }
         parse_steps(&self.steps)?;
-        if self.reduction == 0 {
-            bail!("--reduction must be at least 1");
+        if self.reduction > 65_535 {
+            bail!(
+                "--reduction {}: at most 65535 (0: the family's default)",
+                self.reduction
+            );
         }
         if self.epochs == 0 {
             bail!("--epochs must be at least 1");

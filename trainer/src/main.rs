@@ -43,10 +43,32 @@ enum Cmd {
         /// PNG or JPEG files (resized and center-cropped to the model's input).
         images: Vec<PathBuf>,
     },
-    /// Architecture, parameters and FLOPs for training and inference (paper Table 2).
+    /// Architecture, parameters and GFLOPs for training and inference (paper Tables 2 and 3),
+    /// of a model file, or of an architecture (`--arch NAME --steps MODE`, no file needed).
     Info {
-        /// Checkpoint or exported model.
-        model: PathBuf,
+        /// Checkpoint or exported model (omit with --arch).
+        model: Option<PathBuf>,
+        /// Count this architecture instead (cifar, cifar-bottleneck, resnet18, ...).
+        #[arg(long)]
+        arch: Option<String>,
+        /// With --arch: step mode (default lstm).
+        #[arg(long, default_value = "lstm")]
+        steps: String,
+        /// With --arch: depth of the CIFAR nets.
+        #[arg(long)]
+        depth: Option<usize>,
+        /// With --arch: classes (default 1000 for ImageNet nets, 10 for CIFAR nets).
+        #[arg(long)]
+        classes: Option<usize>,
+        /// With --arch: input HxW (default 224x224 for ImageNet nets, 32x32 for CIFAR nets).
+        #[arg(long)]
+        input: Option<String>,
+        /// With --arch: shortcut A or B (default: A for CIFAR nets, B for ImageNet nets).
+        #[arg(long)]
+        shortcut: Option<String>,
+        /// With --arch: stride on the bottleneck's 3x3 (torchvision) instead of its first 1x1.
+        #[arg(long)]
+        stride_on_3x3: bool,
     },
     /// Each block's step sizes Δt: mean, min, max (paper Table 4), full vectors to CSV, the
     /// per-block mean (min–max band) of one or more checkpoints as a PNG.
@@ -129,19 +151,27 @@ struct TrainArgs {
     /// Image folders: side of the square input.
     #[arg(long)]
     image_size: Option<usize>,
-    /// ResNet depth 6n+2 (8, 14, 20, 32, 44, 56, 110, ...).
+    /// Network: cifar (basic blocks, default) | cifar-bottleneck | resnet18 | resnet34 |
+    /// resnet50 | resnet101 (ImageNet stem: 7x7/2 conv, 3x3/2 max pool).
+    #[arg(long)]
+    arch: Option<String>,
+    /// CIFAR nets: depth, 6n+2 for cifar (8, 14, 20, 32, 56, 110, ...), 9n+2 for
+    /// cifar-bottleneck (11, 20, 29, 56, 164, ...).
     #[arg(long)]
     depth: Option<usize>,
-    /// Width multiplier (stage widths 16·w, 32·w, 64·w).
+    /// CIFAR nets: width multiplier (stem 16·w; stages 1, 2, 4 times that, ×4 for bottlenecks).
     #[arg(long)]
     width: Option<f32>,
+    /// Bottlenecks: stride on the 3x3 (torchvision, "v1.5") instead of the first 1x1.
+    #[arg(long)]
+    stride_on_3x3: bool,
     /// Shortcut when shapes change: A (subsample + zero channels) or B (1x1 conv + BN).
     #[arg(long)]
     shortcut: Option<String>,
     /// Step sizes: fixed:C (fixed:1 = plain ResNet) | indp | 2fc | lstm (recommended).
     #[arg(long)]
     steps: Option<String>,
-    /// Controller reduction r (hidden size C/r; 4 for basic blocks).
+    /// Controller reduction r (hidden size C/r; default 4 for basic blocks, 8 for bottlenecks).
     #[arg(long)]
     reduction: Option<usize>,
     /// Number of epochs (default 10).
@@ -187,9 +217,15 @@ impl TrainArgs {
             (None, None) => TrainConfig::default(),
         };
         if self.resume.is_some()
-            && (self.dataset.is_some() || self.depth.is_some() || self.steps.is_some())
+            && (self.dataset.is_some()
+                || self.arch.is_some()
+                || self.depth.is_some()
+                || self.steps.is_some())
         {
             bail!("--resume continues a run with its own config: only --epochs may change");
+        }
+        if self.stride_on_3x3 {
+            c.stride_on_3x3 = true;
         }
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = &self.$f { c.$f = v.clone().into(); } )* };
@@ -199,6 +235,7 @@ impl TrainArgs {
             data,
             cifar_batches,
             image_size,
+            arch,
             depth,
             width,
             shortcut,
@@ -391,7 +428,31 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Export { checkpoint, out } => tsc_trainer::tools::export(&checkpoint, &out),
         Cmd::Predict { model, images } => tsc_trainer::tools::predict(&model, &images),
-        Cmd::Info { model } => tsc_trainer::tools::info(&model),
+        Cmd::Info {
+            model,
+            arch,
+            steps,
+            depth,
+            classes,
+            input,
+            shortcut,
+            stride_on_3x3,
+        } => match (model, arch) {
+            (Some(m), None) => tsc_trainer::tools::info(&m),
+            (None, Some(name)) => {
+                let a = info_arch(
+                    &name,
+                    &steps,
+                    depth,
+                    classes,
+                    input,
+                    shortcut,
+                    stride_on_3x3,
+                )?;
+                tsc_trainer::tools::info_arch(&a)
+            }
+            _ => bail!("info: give a model file or --arch NAME (not both)"),
+        },
         Cmd::Steps {
             checkpoints,
             csv,
@@ -489,4 +550,52 @@ fn devices() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The architecture `trainer info --arch` counts: the family's defaults (ImageNet: 1000
+/// classes at 224×224×3; CIFAR: 10 classes at 32×32×3) with the given overrides.
+fn info_arch(
+    name: &str,
+    steps: &str,
+    depth: Option<usize>,
+    classes: Option<usize>,
+    input: Option<String>,
+    shortcut: Option<String>,
+    stride_on_3x3: bool,
+) -> Result<tsc_core::Arch> {
+    let mut cfg = TrainConfig {
+        arch: name.into(),
+        steps: steps.into(),
+        stride_on_3x3,
+        ..TrainConfig::default()
+    };
+    let cifar = cfg.is_cifar_arch();
+    if let Some(d) = depth {
+        if !cifar {
+            bail!("--depth: {name} carries its depth in its name");
+        }
+        cfg.depth = d;
+    }
+    cfg.shortcut = shortcut.unwrap_or(if cifar { "A" } else { "B" }.into());
+    cfg.validate()?;
+    let (h, w) = match input {
+        None if cifar => (32, 32),
+        None => (224, 224),
+        Some(s) => {
+            let parsed = s
+                .split_once(['x', 'X'])
+                .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
+            match parsed {
+                Some((h, w)) if h > 0 && w > 0 => (h, w),
+                _ => bail!("--input '{s}': expected HxW, e.g. 224x224"),
+            }
+        }
+    };
+    let classes = classes.unwrap_or(if cifar { 10 } else { 1000 });
+    let (mean, std) = if cifar {
+        (tsc_core::arch::CIFAR10_MEAN, tsc_core::arch::CIFAR10_STD)
+    } else {
+        (tsc_core::arch::IMAGENET_MEAN, tsc_core::arch::IMAGENET_STD)
+    };
+    tsc_trainer::model::arch_for(&cfg, tsc_core::Shape3::new(h, w, 3), classes, &mean, &std)
 }

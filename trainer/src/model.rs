@@ -10,9 +10,11 @@ use crate::rng::Rng;
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::Path;
 use tsc_core::arch::{
-    Arch, BlockPart, BnField, CtlPart, ModelKind, Shape3, ShortcutKind, StepMode, TensorId,
+    Arch, BlockKind, BlockPart, BnField, CtlPart, ModelKind, Shape3, ShortcutKind, StepMode,
+    TensorId,
 };
 use tsc_core::format::{self, Model};
+use tsc_core::layers::Conv2d;
 
 /// One named tensor on the host.
 #[derive(Clone, Debug, PartialEq)]
@@ -46,15 +48,35 @@ pub fn arch_for(
     } else {
         ShortcutKind::A
     };
-    let mut arch = Arch::cifar(
-        cfg.blocks_per_stage(),
-        cfg.stem_width(),
-        parse_steps(&cfg.steps)?,
-        shortcut,
-    );
+    let step = parse_steps(&cfg.steps)?;
+    let n = cfg.blocks_per_stage();
+    let w0 = ((16.0 * cfg.width).round() as usize).max(1);
+    let mut arch = match cfg.arch.as_str() {
+        "cifar" => Arch::cifar(n, w0, step, shortcut),
+        "cifar-bottleneck" => Arch::cifar_bottleneck(n, w0, step, shortcut),
+        name => {
+            let depth = name
+                .strip_prefix("resnet")
+                .and_then(|d| d.parse().ok())
+                .and_then(|d| Arch::resnet(d, step));
+            let mut a = depth.ok_or_else(|| {
+                anyhow!(
+                    "--arch '{name}': expected one of {}",
+                    crate::config::ARCHS.join(", ")
+                )
+            })?;
+            a.shortcut = shortcut;
+            a
+        }
+    };
+    if let BlockKind::Bottleneck { stride_on_3x3, .. } = &mut arch.block {
+        *stride_on_3x3 = cfg.stride_on_3x3;
+    }
     arch.input = input;
     arch.classes = classes;
-    arch.reduction = cfg.reduction;
+    if cfg.reduction != 0 {
+        arch.reduction = cfg.reduction;
+    }
     if mean.len() != input.c || std.len() != input.c {
         bail!(
             "normalisation has {} channels, the input {}",
@@ -66,8 +88,14 @@ pub fn arch_for(
     arch.std = [1.0; tsc_core::arch::MAX_INPUT_CHANNELS];
     arch.mean[..input.c].copy_from_slice(mean);
     arch.std[..input.c].copy_from_slice(std);
-    arch.validate()
-        .map_err(|e| anyhow!("invalid architecture: {e}"))?;
+    arch.validate().map_err(|e| {
+        anyhow!(
+            "invalid architecture for {}x{}x{} input: {e}",
+            input.h,
+            input.w,
+            input.c
+        )
+    })?;
     Ok(arch)
 }
 
@@ -93,11 +121,11 @@ fn init_tensor(id: TensorId, shape: &[usize], rng: &mut Rng) -> Vec<f32> {
         TensorId::FcW => uniform(rng, 1.0 / (shape[1] as f32).sqrt()),
         TensorId::FcB => vec![0.0; n],
         TensorId::Block { part, .. } => match part {
-            BlockPart::Conv1W | BlockPart::Conv2W | BlockPart::ProjW => conv(rng),
-            BlockPart::Bn1(f) | BlockPart::Bn2(f) | BlockPart::ProjBn(f) => bn(f),
+            BlockPart::ConvW(_) | BlockPart::ProjW => conv(rng),
+            BlockPart::Bn(_, f) | BlockPart::ProjBn(f) => bn(f),
             BlockPart::Dt => vec![0.5; n],
             BlockPart::Ctl(p) => ctl_init(p, shape, rng),
-            BlockPart::Conv1B | BlockPart::Conv2B | BlockPart::ProjB => vec![0.0; n],
+            BlockPart::ConvB(_) | BlockPart::ProjB => vec![0.0; n],
         },
         TensorId::StageCtl { part, .. } => ctl_init(part, shape, rng),
         TensorId::StemConvB => vec![0.0; n],
@@ -249,9 +277,28 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
 }
 
+/// The family's name: `ResNet-20`, `bottleneck ResNet-29`, `ResNet-50 (ImageNet stem)`.
+pub fn arch_name(a: &Arch) -> String {
+    let kind = match a.block {
+        BlockKind::Basic => "",
+        BlockKind::Bottleneck { .. } if a.stem.pool.is_some() => "",
+        BlockKind::Bottleneck { .. } => "bottleneck ",
+    };
+    let stem = if a.stem.pool.is_some() {
+        " (ImageNet stem)"
+    } else {
+        ""
+    };
+    let grouped = if a.groups > 1 {
+        format!(" groups {}", a.groups)
+    } else {
+        String::new()
+    };
+    format!("{kind}ResNet-{}{stem}{grouped}", a.depth())
+}
+
 /// Step-size description for logs.
 pub fn describe_arch(a: &Arch) -> String {
-    let depth = 6 * a.stages().first().map_or(0, |s| s.blocks) + 2;
     let widths: Vec<String> = a.stages().iter().map(|s| s.width.to_string()).collect();
     let steps = crate::config::steps_name(a.step);
     let r = if matches!(a.step, StepMode::TwoFc | StepMode::Lstm) {
@@ -260,7 +307,8 @@ pub fn describe_arch(a: &Arch) -> String {
         String::new()
     };
     format!(
-        "ResNet-{depth} widths {} shortcut {:?} steps {steps}{r}, input {}x{}x{}, {} classes",
+        "{} widths {} shortcut {:?} steps {steps}{r}, input {}x{}x{}, {} classes",
+        arch_name(a),
         widths.join("/"),
         a.shortcut,
         a.input.h,
@@ -270,53 +318,48 @@ pub fn describe_arch(a: &Arch) -> String {
     )
 }
 
-/// The stem convolution at batch `n` (3×3, stride 1, pad 1).
-pub fn stem_conv(a: &Arch, n: usize) -> ConvShape {
-    let (h, w, c) = (a.input.h, a.input.w, a.input.c);
+/// A core convolution (one image) at batch `n`.
+pub fn conv_shape(c: &Conv2d, n: usize) -> ConvShape {
     ConvShape {
         n,
-        h,
-        w,
-        cin: c,
-        cout: a.stem_width,
-        kh: 3,
-        kw: 3,
-        stride: 1,
-        pad: 1,
-        groups: 1,
+        h: c.input.h,
+        w: c.input.w,
+        cin: c.input.c,
+        cout: c.out_c,
+        kh: c.kh,
+        kw: c.kw,
+        stride: c.stride,
+        pad: c.pad,
+        groups: c.groups,
     }
 }
 
-/// The convolutions of one residual block at batch `n`.
+/// The stem convolution at batch `n`.
+pub fn stem_conv(a: &Arch, n: usize) -> ConvShape {
+    conv_shape(&a.stem_conv(), n)
+}
+
+/// The convolutions of one residual block at batch `n`: core's description
+/// ([`Arch::branch`]), one definition for the GPU graph and the f64 reference.
 pub struct BlockConvs {
-    /// 3×3, the block's stride, pad 1.
-    pub conv1: ConvShape,
-    /// 3×3, stride 1, pad 1.
-    pub conv2: ConvShape,
+    /// The residual branch in order (conv1, conv2[, conv3]).
+    pub branch: Vec<ConvShape>,
     /// 1×1 projection with the block's stride: option B blocks that change shape.
     pub proj: Option<ConvShape>,
 }
 
-/// Shapes of block (stage, block)'s convolutions, one definition for the GPU graph and the
-/// f64 reference.
+/// Shapes of block (stage, block)'s convolutions.
 pub fn block_convs(a: &Arch, stage: usize, block: usize, n: usize) -> BlockConvs {
     let g = a.block_geom(stage, block);
-    let (i, o) = (g.input, g.output);
-    let conv = |h, w, cin, k, stride, pad| ConvShape {
-        n,
-        h,
-        w,
-        cin,
-        cout: o.c,
-        kh: k,
-        kw: k,
-        stride,
-        pad,
-        groups: 1,
-    };
     BlockConvs {
-        conv1: conv(i.h, i.w, i.c, 3, g.stride, 1),
-        conv2: conv(o.h, o.w, o.c, 3, 1, 1),
-        proj: g.has_proj.then(|| conv(i.h, i.w, i.c, 1, g.stride, 0)),
+        branch: a
+            .branch(stage, block)
+            .convs()
+            .iter()
+            .map(|b| conv_shape(&b.conv, n))
+            .collect(),
+        proj: g
+            .has_proj
+            .then(|| conv_shape(&Conv2d::new(g.input, g.output.c, 1, g.stride, 0), n)),
     }
 }

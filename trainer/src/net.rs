@@ -2,8 +2,13 @@
 //! prepared dispatches (`Graph`): training forward + backward + update, or evaluation forward.
 //!
 //! Everything is built once; a step uploads a batch, replays the dispatches and reads back
-//! 16 bytes of metrics. Block structure and names follow docs/DESIGN.md:
-//! `y = ReLU(shortcut(x) + Δt ⊗ BN2(conv2(ReLU(BN1(conv1(x))))))`.
+//! 16 bytes of metrics. Block structure and names follow docs/DESIGN.md and core's one
+//! description of the network ([`tsc_core::Arch::branch`]):
+//! `y = ReLU(shortcut(x) + Δt ⊗ BN_last(conv_last(… ReLU(BN1(conv1(x))))))`.
+//!
+//! Each layer's forward records its backward on a tape at the same time (`Builder::conv_bn`,
+//! `Builder::stem`, `Builder::block`); the training program is the forward, then the head's
+//! backward, then the tape unwound in reverse.
 //!
 //! Where Δt comes from (`StepSource`) is the only thing the step-size modes change:
 //! a constant tensor (`fixed:C`), a trained vector (`indp`), or a controller (`2fc`, `lstm`)
@@ -20,10 +25,11 @@ use crate::gpu::norm::{
 };
 use crate::gpu::optim::sgd_step;
 use crate::gpu::pool::{gap_backward, gap_forward};
+use crate::gpu::pool::{maxpool_backward, maxpool_forward, Pool2d};
 use crate::gpu::reduce::Op;
 use crate::gpu::{Dispatch, Gpu, Recorder, Tensor};
 use crate::model::{block_convs, stem_conv, HostModel, HostTensor};
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
 use tsc_core::arch::{Arch, ShortcutKind, StepMode};
 
@@ -177,8 +183,16 @@ impl GpuModel {
         for (s, st) in self.arch.stages().iter().enumerate() {
             let mut blocks = Vec::new();
             for b in 0..st.blocks {
-                let c1 = self.param(&format!("s{s}.b{b}.conv1.w"))?;
-                let c2 = self.param(&format!("s{s}.b{b}.conv2.w"))?;
+                // The branch convs that enter w̄ (conv1 and conv2, or conv1 and conv3).
+                let br = self.arch.branch(s, b);
+                let summary: Vec<usize> = (0..br.convs().len())
+                    .filter(|&i| br.convs()[i].summary)
+                    .collect();
+                let [i1, i2] = summary[..] else {
+                    bail!("the GPU controller needs exactly two summary convs per block");
+                };
+                let c1 = self.param(&format!("s{s}.b{b}.conv{}.w", i1 + 1))?;
+                let c2 = self.param(&format!("s{s}.b{b}.conv{}.w", i2 + 1))?;
                 let i = self.flat(s, b);
                 blocks.push(BlockTensors {
                     conv1_w: &c1.value,
@@ -332,13 +346,39 @@ fn op(d: Vec<Dispatch>) -> Op {
     }
 }
 
+/// Records a program: its ops in order, its activations, and (training) the tape of
+/// backward passes.
 struct Builder<'a> {
     gpu: &'a Gpu,
+    m: &'a GpuModel,
+    batch: usize,
+    train: bool,
     ops: Vec<Op>,
     acts: Vec<Tensor>,
+    /// Index into `ops` right after each stage's backward (controller backward goes there).
+    stage_bwd_at: Vec<usize>,
 }
 
-impl Builder<'_> {
+/// A layer's backward pass, recorded by the layer's forward: given dL/d(output) it records
+/// the ops for the parameter gradients and returns dL/d(input) (a new tensor; `None` where
+/// nothing upstream needs it, i.e. the input image).
+type Backward<'a> = Box<dyn FnOnce(&mut Builder<'a>, Tensor) -> Result<Option<Tensor>> + 'a>;
+
+/// Backward passes in forward order; [`unwind`] runs them in reverse.
+type Tape<'a> = Vec<Backward<'a>>;
+
+/// Runs `tape` backwards from dL/d(output) `dy`; returns dL/d(input) when there is one.
+fn unwind<'a>(bd: &mut Builder<'a>, tape: Tape<'a>, dy: Tensor) -> Result<Option<Tensor>> {
+    let mut d = Some(dy);
+    for back in tape.into_iter().rev() {
+        let dy =
+            d.ok_or_else(|| anyhow!("a layer needs a gradient its successor does not produce"))?;
+        d = back(bd, dy)?;
+    }
+    Ok(d)
+}
+
+impl<'a> Builder<'a> {
     fn act(&mut self, shape: &[usize]) -> Tensor {
         let t = self.gpu.zeros(shape);
         self.acts.push(t.clone());
@@ -346,6 +386,260 @@ impl Builder<'_> {
     }
     fn push(&mut self, o: Op) {
         self.ops.push(o);
+    }
+
+    /// BN forward (batch statistics when training, running statistics otherwise) with its
+    /// epilogue; the saved mean and 1/σ for the backward.
+    fn bn_forward(
+        &mut self,
+        prefix: &str,
+        x: &Tensor,
+        y: &Tensor,
+        epi: Epilogue,
+    ) -> Result<Option<BnSaved>> {
+        let (gpu, m) = (self.gpu, self.m);
+        let s = bn_shape(x);
+        let g = &m.param(&format!("{prefix}.gamma"))?.value;
+        let b = &m.param(&format!("{prefix}.beta"))?.value;
+        let rm = m.buffer(&format!("{prefix}.mean"))?;
+        let rv = m.buffer(&format!("{prefix}.var"))?;
+        if self.train {
+            let saved = BnSaved {
+                mean: self.act(&[s.channels]),
+                invstd: self.act(&[s.channels]),
+            };
+            let op = batchnorm_train_forward(
+                gpu,
+                &s,
+                x,
+                g,
+                b,
+                rm,
+                rv,
+                y,
+                &saved.mean,
+                &saved.invstd,
+                epi,
+            )?;
+            self.push(op);
+            Ok(Some(saved))
+        } else {
+            self.push(batchnorm_infer_forward(gpu, &s, x, g, b, rm, rv, y, epi)?);
+            Ok(None)
+        }
+    }
+
+    /// `conv` (weights `{name}.w`... i.e. `w`) then BN `bn` with `after`; returns the output and
+    /// the backward of both (dX skipped when `need_dx` is false).
+    fn conv_bn(
+        &mut self,
+        x: &Tensor,
+        g: ConvShape,
+        w: &str,
+        bn: &str,
+        after: After<'a>,
+        need_dx: bool,
+    ) -> Result<(Tensor, Option<Backward<'a>>)> {
+        let (gpu, m) = (self.gpu, self.m);
+        let oshape = [g.n, g.out_h(), g.out_w(), g.cout];
+        let c = self.act(&oshape);
+        let y = self.act(&oshape);
+        let wp = m.param(w)?;
+        self.push(op(conv_forward(gpu, &g, x, &wp.value, None, &c)?));
+        let epi = match &after {
+            After::None => Epilogue::None,
+            After::Relu => Epilogue::Relu,
+            After::Residual { dt, shortcut, .. } => Epilogue::ResidualRelu { dt, shortcut },
+        };
+        let saved = self.bn_forward(bn, &c, &y, epi)?;
+        let Some(saved) = saved else {
+            return Ok((y, None));
+        };
+        let (x, yc, bn) = (x.clone(), y.clone(), bn.to_string());
+        let back: Backward<'a> = Box::new(move |bd: &mut Builder<'a>, dy: Tensor| {
+            let grad = match &after {
+                After::None => BnGrad::None,
+                After::Relu => BnGrad::Relu { y: &yc },
+                After::Residual {
+                    dt, ddt, dshortcut, ..
+                } => BnGrad::ResidualRelu {
+                    y: &yc,
+                    dt,
+                    ddt,
+                    dshortcut,
+                },
+            };
+            let dc = bd.act(&c.shape);
+            bd.bn_backward(&bn, &dy, &c, &saved, &dc, grad)?;
+            let dx = if need_dx {
+                let dx = bd.act(&x.shape);
+                bd.push(op(conv_backward_data(bd.gpu, &g, &dc, &wp.value, &dx)?));
+                Some(dx)
+            } else {
+                None
+            };
+            bd.push(op(conv_backward_weights(
+                bd.gpu, &g, &x, &dc, &wp.grad, false,
+            )?));
+            Ok(dx)
+        });
+        Ok((y, Some(back)))
+    }
+
+    fn bn_backward(
+        &mut self,
+        prefix: &str,
+        dy: &Tensor,
+        x: &Tensor,
+        saved: &BnSaved,
+        dx: &Tensor,
+        g: BnGrad,
+    ) -> Result<()> {
+        let gm = self.m.param(&format!("{prefix}.gamma"))?;
+        let bt = self.m.param(&format!("{prefix}.beta"))?;
+        let op = batchnorm_backward(
+            self.gpu,
+            &bn_shape(x),
+            dy,
+            x,
+            &gm.value,
+            &bt.value,
+            &saved.mean,
+            &saved.invstd,
+            dx,
+            &gm.grad,
+            &bt.grad,
+            g,
+        )?;
+        self.push(op);
+        Ok(())
+    }
+
+    /// The stem: conv, BN + ReLU, optional max pool (no gradient to the image).
+    fn stem(&mut self, input: &Tensor, tape: &mut Tape<'a>) -> Result<Tensor> {
+        let a = &self.m.arch;
+        let gs = stem_conv(a, self.batch);
+        let (y, back) = self.conv_bn(input, gs, "stem.conv.w", "stem.bn", After::Relu, false)?;
+        tape.extend(back);
+        let Some(p) = a.stem.pool else {
+            return Ok(y);
+        };
+        let pool = Pool2d::new(p.kernel, p.stride, p.pad);
+        let out = pool.out_shape(&y.shape)?;
+        let (py, argmax) = (self.act(&out), self.act(&out));
+        self.push(maxpool_forward(self.gpu, &y, &py, &argmax, pool)?);
+        if self.train {
+            tape.push(Box::new(move |bd: &mut Builder<'a>, dy: Tensor| {
+                let dx = bd.act(&y.shape);
+                bd.push(maxpool_backward(bd.gpu, &dy, &argmax, &dx, pool, false)?);
+                Ok(Some(dx))
+            }));
+        }
+        Ok(py)
+    }
+
+    /// Residual block (stage, block): `y = ReLU(shortcut(x) + Δt ⊗ branch(x))`, the branch
+    /// being core's description ([`tsc_core::Arch::branch`]): conv + BN (+ ReLU) per conv, the
+    /// last BN fused with Δt, the shortcut and the ReLU.
+    fn block(&mut self, s: usize, b: usize, x: &Tensor, tape: &mut Tape<'a>) -> Result<Tensor> {
+        let (m, batch) = (self.m, self.batch);
+        let a = &m.arch;
+        let geo = a.block_geom(s, b);
+        let cv = block_convs(a, s, b, batch);
+        let p = format!("s{s}.b{b}");
+        let yshape = [batch, geo.output.h, geo.output.w, geo.output.c];
+        // The shortcut comes first: the last BN's epilogue adds it.
+        let mut short_back = None;
+        let shortcut = if !geo.shape_change {
+            x.clone()
+        } else if a.shortcut == ShortcutKind::A {
+            let t = self.act(&yshape);
+            self.push(shortcut_a_forward(self.gpu, x, &t, geo.stride)?);
+            t
+        } else {
+            let g = cv
+                .proj
+                .ok_or_else(|| anyhow!("{p}: option B shape change without a projection"))?;
+            let (t, back) = self.conv_bn(
+                x,
+                g,
+                &format!("{p}.proj.w"),
+                &format!("{p}.projbn"),
+                After::None,
+                true,
+            )?;
+            short_back = back;
+            t
+        };
+        let dshortcut = if self.train {
+            self.act(&yshape)
+        } else {
+            shortcut.clone()
+        };
+        let mut branch: Tape<'a> = Vec::new();
+        let mut h = x.clone();
+        let last = cv.branch.len() - 1;
+        for (i, g) in cv.branch.iter().enumerate() {
+            let after = if i == last {
+                After::Residual {
+                    dt: m.dt_of(s, b)?,
+                    ddt: m.ddt_of(s, b)?,
+                    shortcut: shortcut.clone(),
+                    dshortcut: dshortcut.clone(),
+                }
+            } else {
+                After::Relu
+            };
+            let (y, back) = self.conv_bn(
+                &h,
+                *g,
+                &format!("{p}.conv{}.w", i + 1),
+                &format!("{p}.bn{}", i + 1),
+                after,
+                true,
+            )?;
+            branch.extend(back);
+            h = y;
+        }
+        if self.train {
+            let (identity, stride) = (!geo.shape_change, geo.stride);
+            tape.push(Box::new(move |bd: &mut Builder<'a>, dy: Tensor| {
+                let dx = unwind(bd, branch, dy)?.ok_or_else(|| anyhow!("branch without dX"))?;
+                match short_back {
+                    Some(back) => {
+                        let dxp =
+                            back(bd, dshortcut)?.ok_or_else(|| anyhow!("projection without dX"))?;
+                        bd.push(add_inplace(bd.gpu, &dx, &dxp)?);
+                    }
+                    None if identity => bd.push(add_inplace(bd.gpu, &dx, &dshortcut)?),
+                    None => bd.push(shortcut_a_backward(bd.gpu, &dshortcut, &dx, stride, true)?),
+                }
+                Ok(Some(dx))
+            }));
+        }
+        Ok(h)
+    }
+}
+
+/// What follows a conv's BN.
+enum After<'a> {
+    None,
+    Relu,
+    /// The last conv of a residual branch: `ReLU(shortcut + Δt ⊗ BN)`; dL/dΔt goes to `ddt`,
+    /// dL/d(shortcut) to `dshortcut`.
+    Residual {
+        dt: &'a Tensor,
+        ddt: &'a Tensor,
+        shortcut: Tensor,
+        dshortcut: Tensor,
+    },
+}
+
+fn bn_shape(x: &Tensor) -> BnShape {
+    let c = *x.shape.last().unwrap_or(&1);
+    BnShape {
+        rows: x.len() / c.max(1),
+        channels: c,
     }
 }
 
@@ -355,22 +649,6 @@ struct BnSaved {
     invstd: Tensor,
 }
 
-struct BlockActs {
-    x: Tensor,
-    c1: Tensor,
-    r1: Tensor,
-    c2: Tensor,
-    y: Tensor,
-    bn1: Option<BnSaved>,
-    bn2: Option<BnSaved>,
-    /// Option A: the subsampled, zero-padded input; option B: (proj conv out, BN out, saved).
-    short_a: Option<Tensor>,
-    proj: Option<(Tensor, Tensor, Option<BnSaved>)>,
-    g1: ConvShape,
-    g2: ConvShape,
-    gp: Option<ConvShape>,
-}
-
 impl Graph {
     /// Build the program for `batch` images.
     pub fn new(gpu: &Gpu, m: &GpuModel, batch: usize, mode: Mode) -> Result<Graph> {
@@ -378,165 +656,29 @@ impl Graph {
         let train = mode == Mode::Train;
         let mut bd = Builder {
             gpu,
+            m,
+            batch,
+            train,
             ops: Vec::new(),
             acts: Vec::new(),
+            stage_bwd_at: vec![0; a.stages().len()],
         };
         let (h, w, cin) = (a.input.h, a.input.w, a.input.c);
         let input = bd.act(&[batch, h, w, cin]);
         let labels = gpu.upload_u32(&vec![0; batch], &[batch]);
-        let w0 = a.stem_width;
 
-        // BN forward, training or inference form.
-        let bn_fwd = |bd: &mut Builder,
-                      prefix: &str,
-                      x: &Tensor,
-                      y: &Tensor,
-                      s: BnShape,
-                      epi: Epilogue|
-         -> Result<Option<BnSaved>> {
-            let g = &m.param(&format!("{prefix}.gamma"))?.value;
-            let b = &m.param(&format!("{prefix}.beta"))?.value;
-            let rm = m.buffer(&format!("{prefix}.mean"))?;
-            let rv = m.buffer(&format!("{prefix}.var"))?;
-            if train {
-                let saved = BnSaved {
-                    mean: bd.act(&[s.channels]),
-                    invstd: bd.act(&[s.channels]),
-                };
-                bd.push(batchnorm_train_forward(
-                    gpu,
-                    &s,
-                    x,
-                    g,
-                    b,
-                    rm,
-                    rv,
-                    y,
-                    &saved.mean,
-                    &saved.invstd,
-                    epi,
-                )?);
-                Ok(Some(saved))
-            } else {
-                bd.push(batchnorm_infer_forward(gpu, &s, x, g, b, rm, rv, y, epi)?);
-                Ok(None)
-            }
-        };
-
-        // Stem.
-        let gs = stem_conv(a, batch);
-        let stem_c = bd.act(&[batch, h, w, w0]);
-        let stem_y = bd.act(&[batch, h, w, w0]);
-        bd.push(op(conv_forward(
-            gpu,
-            &gs,
-            &input,
-            &m.param("stem.conv.w")?.value,
-            None,
-            &stem_c,
-        )?));
-        let stem_bn = bn_fwd(
-            &mut bd,
-            "stem.bn",
-            &stem_c,
-            &stem_y,
-            BnShape::nhwc(batch, h, w, w0),
-            Epilogue::Relu,
-        )?;
-
-        // Blocks.
-        let mut blocks: Vec<BlockActs> = Vec::new();
+        let mut tape: Tape = Vec::new();
+        let mut x = bd.stem(&input, &mut tape)?;
         let mut stage_fwd_at = Vec::new();
-        let mut x = stem_y.clone();
         for (s, st) in a.stages().iter().enumerate() {
             stage_fwd_at.push(bd.ops.len());
+            // Runs after the stage's backward: where its controller's backward goes.
+            tape.push(Box::new(move |bd: &mut Builder, dy: Tensor| {
+                bd.stage_bwd_at[s] = bd.ops.len();
+                Ok(Some(dy))
+            }));
             for b in 0..st.blocks {
-                let geo = a.block_geom(s, b);
-                let (ho, wo, c) = (geo.output.h, geo.output.w, geo.output.c);
-                let p = format!("s{s}.b{b}");
-                let cv = block_convs(a, s, b, batch);
-                let (g1, g2) = (cv.conv1, cv.conv2);
-                let bs = BnShape::nhwc(batch, ho, wo, c);
-                let c1 = bd.act(&[batch, ho, wo, c]);
-                let r1 = bd.act(&[batch, ho, wo, c]);
-                let c2 = bd.act(&[batch, ho, wo, c]);
-                let y = bd.act(&[batch, ho, wo, c]);
-                bd.push(op(conv_forward(
-                    gpu,
-                    &g1,
-                    &x,
-                    &m.param(&format!("{p}.conv1.w"))?.value,
-                    None,
-                    &c1,
-                )?));
-                let bn1 = bn_fwd(&mut bd, &format!("{p}.bn1"), &c1, &r1, bs, Epilogue::Relu)?;
-                bd.push(op(conv_forward(
-                    gpu,
-                    &g2,
-                    &r1,
-                    &m.param(&format!("{p}.conv2.w"))?.value,
-                    None,
-                    &c2,
-                )?));
-                let (mut short_a, mut proj, mut gp) = (None, None, None);
-                let shortcut = if !geo.shape_change {
-                    x.clone()
-                } else if a.shortcut == ShortcutKind::A {
-                    let t = bd.act(&[batch, ho, wo, c]);
-                    bd.push(shortcut_a_forward(gpu, &x, &t, 2)?);
-                    short_a = Some(t.clone());
-                    t
-                } else {
-                    let g = cv.proj.expect("option B with a shape change");
-                    let pc = bd.act(&[batch, ho, wo, c]);
-                    let pb = bd.act(&[batch, ho, wo, c]);
-                    bd.push(op(conv_forward(
-                        gpu,
-                        &g,
-                        &x,
-                        &m.param(&format!("{p}.proj.w"))?.value,
-                        None,
-                        &pc,
-                    )?));
-                    let saved = bn_fwd(
-                        &mut bd,
-                        &format!("{p}.projbn"),
-                        &pc,
-                        &pb,
-                        bs,
-                        Epilogue::None,
-                    )?;
-                    proj = Some((pc, pb.clone(), saved));
-                    gp = Some(g);
-                    pb
-                };
-                let dt = m.dt_of(s, b)?;
-                let bn2 = bn_fwd(
-                    &mut bd,
-                    &format!("{p}.bn2"),
-                    &c2,
-                    &y,
-                    bs,
-                    Epilogue::ResidualRelu {
-                        dt,
-                        shortcut: &shortcut,
-                    },
-                )?;
-                blocks.push(BlockActs {
-                    x: x.clone(),
-                    c1,
-                    r1,
-                    c2,
-                    y: y.clone(),
-                    bn1,
-                    bn2,
-                    short_a,
-                    proj,
-                    g1,
-                    g2,
-                    gp,
-                });
-                x = y;
+                x = bd.block(s, b, &x, &mut tape)?;
             }
         }
 
@@ -566,9 +708,8 @@ impl Graph {
             Some(&metrics),
         )?);
 
-        let mut stage_bwd_at = vec![0; a.stages().len()];
         if train {
-            // Head backward.
+            // Head backward, then the tape from the last block down to the stem.
             let dpooled = bd.act(&[batch, last.c]);
             let fcw = m.param("fc.w")?;
             let fcb = m.param("fc.b")?;
@@ -581,137 +722,11 @@ impl Graph {
                 &fcw.grad,
                 &fcb.grad,
             )?);
-            let mut dy = bd.act(&x.shape);
+            let dy = bd.act(&x.shape);
             bd.push(gap_backward(gpu, &dpooled, &dy)?);
-
-            let bn_bwd = |bd: &mut Builder,
-                          prefix: &str,
-                          dy: &Tensor,
-                          x: &Tensor,
-                          saved: &BnSaved,
-                          dx: &Tensor,
-                          s: BnShape,
-                          g: BnGrad|
-             -> Result<()> {
-                let gm = m.param(&format!("{prefix}.gamma"))?;
-                let bt = m.param(&format!("{prefix}.beta"))?;
-                bd.push(batchnorm_backward(
-                    gpu,
-                    &s,
-                    dy,
-                    x,
-                    &gm.value,
-                    &bt.value,
-                    &saved.mean,
-                    &saved.invstd,
-                    dx,
-                    &gm.grad,
-                    &bt.grad,
-                    g,
-                )?);
-                Ok(())
-            };
-
-            // Blocks in reverse; `dy` is dL/d(block output).
-            let mut bi = blocks.len();
-            for (s, st) in a.stages().iter().enumerate().rev() {
-                for b in (0..st.blocks).rev() {
-                    bi -= 1;
-                    let k = &blocks[bi];
-                    let p = format!("s{s}.b{b}");
-                    let (ho, wo, c) = (k.g2.h, k.g2.w, k.g2.cout);
-                    let bs = BnShape::nhwc(batch, ho, wo, c);
-                    let dc2 = bd.act(&k.c2.shape);
-                    let dshort = bd.act(&k.y.shape);
-                    let dt = m.dt_of(s, b)?;
-                    let ddt = m.ddt_of(s, b)?;
-                    let g = BnGrad::ResidualRelu {
-                        y: &k.y,
-                        dt,
-                        ddt,
-                        dshortcut: &dshort,
-                    };
-                    bn_bwd(
-                        &mut bd,
-                        &format!("{p}.bn2"),
-                        &dy,
-                        &k.c2,
-                        k.bn2.as_ref().expect("train"),
-                        &dc2,
-                        bs,
-                        g,
-                    )?;
-                    let w2 = m.param(&format!("{p}.conv2.w"))?;
-                    let dr1 = bd.act(&k.r1.shape);
-                    bd.push(op(conv_backward_data(gpu, &k.g2, &dc2, &w2.value, &dr1)?));
-                    bd.push(op(conv_backward_weights(
-                        gpu, &k.g2, &k.r1, &dc2, &w2.grad, false,
-                    )?));
-                    let dc1 = bd.act(&k.c1.shape);
-                    bn_bwd(
-                        &mut bd,
-                        &format!("{p}.bn1"),
-                        &dr1,
-                        &k.c1,
-                        k.bn1.as_ref().expect("train"),
-                        &dc1,
-                        bs,
-                        BnGrad::Relu { y: &k.r1 },
-                    )?;
-                    let w1 = m.param(&format!("{p}.conv1.w"))?;
-                    let dx = bd.act(&k.x.shape);
-                    bd.push(op(conv_backward_data(gpu, &k.g1, &dc1, &w1.value, &dx)?));
-                    bd.push(op(conv_backward_weights(
-                        gpu, &k.g1, &k.x, &dc1, &w1.grad, false,
-                    )?));
-                    if k.short_a.is_some() {
-                        bd.push(shortcut_a_backward(gpu, &dshort, &dx, 2, true)?);
-                    } else if let (Some((pc, _pb, saved)), Some(gp)) = (&k.proj, &k.gp) {
-                        let dpc = bd.act(&pc.shape);
-                        bn_bwd(
-                            &mut bd,
-                            &format!("{p}.projbn"),
-                            &dshort,
-                            pc,
-                            saved.as_ref().expect("train"),
-                            &dpc,
-                            bs,
-                            BnGrad::None,
-                        )?;
-                        let wp = m.param(&format!("{p}.proj.w"))?;
-                        let dxp = bd.act(&k.x.shape);
-                        bd.push(op(conv_backward_data(gpu, gp, &dpc, &wp.value, &dxp)?));
-                        bd.push(op(conv_backward_weights(
-                            gpu, gp, &k.x, &dpc, &wp.grad, false,
-                        )?));
-                        bd.push(add_inplace(gpu, &dx, &dxp)?);
-                    } else {
-                        bd.push(add_inplace(gpu, &dx, &dshort)?);
-                    }
-                    dy = dx;
-                }
-                stage_bwd_at[s] = bd.ops.len();
-            }
-            // Stem backward (no gradient to the input image).
-            let dstem = bd.act(&stem_c.shape);
-            bn_bwd(
-                &mut bd,
-                "stem.bn",
-                &dy,
-                &stem_c,
-                stem_bn.as_ref().expect("train"),
-                &dstem,
-                BnShape::nhwc(batch, h, w, w0),
-                BnGrad::Relu { y: &stem_y },
-            )?;
-            bd.push(op(conv_backward_weights(
-                gpu,
-                &gs,
-                &input,
-                &dstem,
-                &m.param("stem.conv.w")?.grad,
-                false,
-            )?));
+            unwind(&mut bd, tape, dy)?;
+        } else {
+            drop(tape);
         }
         let update_at = bd.ops.len();
         if train {
@@ -737,7 +752,7 @@ impl Graph {
             metrics,
             ops: bd.ops,
             stage_fwd_at,
-            stage_bwd_at,
+            stage_bwd_at: bd.stage_bwd_at,
             update_at,
             _acts: bd.acts,
         })

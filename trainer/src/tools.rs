@@ -4,7 +4,8 @@
 use crate::model::{describe_arch, write_atomic};
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::Path;
-use tsc_core::arch::{Arch, ModelKind, StepMode};
+use tsc_core::arch::{Arch, BlockPart, BnField, ModelKind, StepMode, TensorId};
+use tsc_core::layers::Conv2d;
 use tsc_core::Model;
 
 /// Read and validate a model file (checkpoint or folded).
@@ -91,76 +92,131 @@ pub fn predict(model_path: &Path, images: &[std::path::PathBuf]) -> Result<()> {
     Ok(())
 }
 
-/// Parameter and multiply-add counts (the paper's Table 2 columns).
+/// Parameter and multiply-add counts (the paper's Tables 2 and 3), all walked from core's
+/// description of the network (`Arch::for_each_tensor`, `Arch::branch`).
+///
+/// Conventions: parameters as torchvision counts them (conv and fc weights, fc bias, BN
+/// γ and β; running statistics are buffers). "GFLOPs" are multiply-adds of the convs and
+/// the fc layer for one image, as in the paper and torchvision (BN, ReLU, pooling and the
+/// residual additions are not counted).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Counts {
-    /// Trainable parameters while training: convs, BN γ/β, fc, and Δt / the controller.
+    /// The network without step sizes: the baseline ResNet's parameters.
+    pub params: usize,
+    /// Trainable parameters while training: `params` plus Δt (`indp`) or the controller.
     pub train_params: usize,
-    /// Parameters of the folded model: convs with biases, fc.
+    /// Parameters for inference as the paper counts them: `params` plus one Δt vector per
+    /// block (the step sizes kept after training; none for `fixed`).
     pub infer_params: usize,
+    /// Numbers in the folded model file: BN folded into conv biases, Δt into the last conv.
+    pub folded_params: usize,
     /// Controller parameters alone (Table 1).
     pub controller_params: usize,
-    /// Multiply-adds of one training forward (network + controller, once per step).
-    pub train_macs: usize,
-    /// Multiply-adds of one folded inference.
+    /// Multiply-adds of one inference (equal for the checkpoint and the folded model).
     pub infer_macs: usize,
+    /// `infer_macs` plus the controller's work for one step: the weight summary (one add per
+    /// summarised weight) and its fc/LSTM multiply-adds. The controller runs once per step,
+    /// not per image; counted here per image as if the batch were 1 (an upper bound).
+    pub train_macs: usize,
 }
 
-/// Count parameters and MACs of an architecture.
+/// Count parameters and multiply-adds of an architecture.
 pub fn count(a: &Arch) -> Counts {
-    let mut train_params = 0;
-    let mut infer_params = 0;
-    let mut controller_params = 0;
+    let (mut params, mut controller_params, mut dt_params) = (0, 0, 0);
     a.for_each_tensor::<()>(ModelKind::Checkpoint, |id, d| {
         let n = d.elems().unwrap_or(0);
-        let name = id.name();
-        let s = name.as_str();
-        if s.ends_with(".mean") || s.ends_with(".var") {
-            return Ok(()); // running statistics are buffers, not parameters
-        }
-        train_params += n;
-        if s.contains(".ctl.") || s.ends_with(".dt") {
-            controller_params += n;
+        match id {
+            TensorId::StemBn(BnField::Mean | BnField::Var) => {}
+            TensorId::Block { part, .. } => match part {
+                BlockPart::Bn(_, BnField::Mean | BnField::Var)
+                | BlockPart::ProjBn(BnField::Mean | BnField::Var) => {}
+                BlockPart::Dt => dt_params += n,
+                BlockPart::Ctl(_) => controller_params += n,
+                _ => params += n,
+            },
+            TensorId::StageCtl { .. } => controller_params += n,
+            _ => params += n,
         }
         Ok(())
     })
     .ok();
+    let mut folded_params = 0;
     a.for_each_tensor::<()>(ModelKind::Folded, |_, d| {
-        infer_params += d.elems().unwrap_or(0);
+        folded_params += d.elems().unwrap_or(0);
         Ok(())
     })
     .ok();
-    let k = 9;
-    let stem = a.stem_output();
-    let mut macs = stem.len() * k * a.input.c;
+    let conv_macs = |c: &Conv2d| {
+        let o = c.output().unwrap_or_default();
+        o.len() * c.kh * c.kw * (c.input.c / c.groups.max(1))
+    };
+    let mut macs = conv_macs(&a.stem_conv());
+    let (mut ctl, mut steps) = (0, 0);
     for (s, st) in a.stages().iter().enumerate() {
+        let (c, h, kk) = (st.width, a.hidden(s), a.summary_len(s));
         for b in 0..st.blocks {
             let g = a.block_geom(s, b);
-            let out = g.output.len();
-            macs += out * k * g.input.c + out * k * g.output.c;
-            if g.has_proj {
-                macs += out * g.input.c;
+            let br = a.branch(s, b);
+            for bc in br.convs() {
+                macs += conv_macs(&bc.conv);
             }
+            if g.has_proj {
+                macs += g.output.len() * g.input.c;
+            }
+            let summary: usize = br
+                .convs()
+                .iter()
+                .filter(|bc| bc.summary)
+                .map(|bc| bc.conv.weight_len().unwrap_or(0))
+                .sum();
+            ctl += match a.step {
+                StepMode::TwoFc => summary + h * kk + c * h,
+                StepMode::Lstm => summary + h * kk + 4 * h * 2 * h + c * h,
+                _ => 0,
+            };
+            steps += c;
         }
     }
     macs += a.classes * a.head_input().c;
-    let mut ctl = 0;
-    for (s, st) in a.stages().iter().enumerate() {
-        let (c, h, kk) = (st.width, a.hidden(s), a.summary_len(s));
-        let per_block = match a.step {
-            StepMode::TwoFc => h * kk + c * h,
-            StepMode::Lstm => h * kk + 4 * h * 2 * h + c * h,
-            _ => 0,
-        };
-        ctl += st.blocks * per_block;
-    }
+    let kept_steps = if matches!(a.step, StepMode::Fixed(_)) {
+        0
+    } else {
+        steps
+    };
     Counts {
-        train_params,
-        infer_params,
-        controller_params,
-        train_macs: macs + ctl,
+        params,
+        train_params: params + controller_params + dt_params,
+        infer_params: params + kept_steps,
+        folded_params,
+        controller_params: controller_params + dt_params,
         infer_macs: macs,
+        train_macs: macs + ctl,
     }
+}
+
+/// Prints the counts table of `info`.
+fn print_counts(c: &Counts) {
+    println!("{:<10} {:>14} {:>10}", "", "params (M)", "GFLOPs");
+    println!(
+        "{:<10} {:>14.4} {:>10.4}",
+        "training",
+        1e-6 * c.train_params as f64,
+        1e-9 * c.train_macs as f64
+    );
+    println!(
+        "{:<10} {:>14.4} {:>10.4}",
+        "inference",
+        1e-6 * c.infer_params as f64,
+        1e-9 * c.infer_macs as f64
+    );
+    println!(
+        "baseline network: {:.4} M parameters; folded model file: {} numbers; controller: {} \
+         parameters (dropped at export)",
+        1e-6 * c.params as f64,
+        c.folded_params,
+        c.controller_params
+    );
+    println!("GFLOPs = multiply-adds of the convs and fc for one image (paper, torchvision); training adds the controller's work once per step");
 }
 
 /// `trainer info MODEL`: architecture, parameters and FLOPs for training and inference.
@@ -168,34 +224,29 @@ pub fn info(path: &Path) -> Result<()> {
     let bytes = read_model(path)?;
     let m = parse(&bytes);
     let a = m.arch();
-    let c = count(a);
     println!(
         "{}: {:?} model, {}",
         path.display(),
         m.kind(),
         describe_arch(a)
     );
-    println!("{:<12} {:>14} {:>16}", "", "params", "MFLOPs/image");
-    println!(
-        "{:<12} {:>14} {:>16.3}",
-        "training",
-        c.train_params,
-        2e-6 * c.train_macs as f64
-    );
-    println!(
-        "{:<12} {:>14} {:>16.3}",
-        "inference",
-        c.infer_params,
-        2e-6 * c.infer_macs as f64
-    );
-    println!(
-        "controller parameters: {} (dropped at export)",
-        c.controller_params
-    );
+    print_counts(&count(a));
     println!(
         "inference scratch: {} f32 ({} KiB)",
         m.scratch_len(),
         m.scratch_len() * 4 / 1024
+    );
+    Ok(())
+}
+
+/// `trainer info --arch NAME ...`: the counts of an architecture without a checkpoint.
+pub fn info_arch(a: &Arch) -> Result<()> {
+    println!("{}", describe_arch(a));
+    print_counts(&count(a));
+    println!(
+        "inference scratch (folded, one image): {} f32 ({} KiB)",
+        a.scratch_len(ModelKind::Folded),
+        a.scratch_len(ModelKind::Folded) * 4 / 1024
     );
     Ok(())
 }

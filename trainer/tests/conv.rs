@@ -69,7 +69,8 @@ fn up(gpu: &Gpu, v: &[f64], shape: &[usize]) -> Tensor {
 }
 
 /// Awkward shapes: odd channel counts (scalar and vec4 paths), spatial 7 and 9, batch 1 and 3,
-/// k 1 and 3 (and a 1×3), stride 1 and 2, pad 0 and 1, groups 1 and 2; the shapes the row
+/// k 1, 3 and 7 (and a 1×3), stride 1 and 2 (the 1×1 stride-2 projection and bottleneck
+/// conv1, the 7×7 stride-2 stem), pad 0, 1 and 3, groups 1 and 2; the shapes the row
 /// kernels take (`row_kernel`).
 fn shapes() -> Vec<ConvShape> {
     let c = |n, h, w, cin, cout, kh, kw, stride, pad, groups| ConvShape {
@@ -121,6 +122,8 @@ fn shapes() -> Vec<ConvShape> {
         c(1, 6, 12, 3, 8, 3, 3, 1, 0, 1),
         c(2, 5, 4, 1, 4, 3, 3, 1, 1, 1),
         c(1, 5, 6, 2, 12, 3, 3, 1, 2, 1),
+        // the ImageNet stem: 7×7, stride 2, pad 3 on an odd-sized RGB input
+        c(2, 13, 11, 3, 8, 7, 7, 2, 3, 1),
     ]
 }
 

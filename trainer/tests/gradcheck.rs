@@ -1,7 +1,9 @@
 //! Whole-network gradient check (issue 5, requirement 2): a tiny TSC-ResNet (depth 8, stem
 //! width 4, batch 2, 8×8×3 input) runs forward + backward on the GPU; every parameter group's
 //! gradient is compared with central finite differences of the f64 CPU reference of the same
-//! network (`reference::network::train_loss`), for every step mode and both shortcut kinds.
+//! network (`reference::network::train_loss`), for every step mode and both shortcut kinds;
+//! then per block kind: a bottleneck net (depth 11, also grouped with the stride on the 3×3)
+//! and the ImageNet stem (7×7/2 conv, 3×3/2 max pool) on a 16×16 input.
 //! The error per group is `‖g_gpu − g_fd‖ / ‖g_fd‖` over the checked elements.
 
 use std::collections::HashMap;
@@ -33,17 +35,40 @@ fn group_of(name: &str) -> &'static str {
     }
 }
 
-fn check(steps: &str, shortcut: &str, seed: u64) {
-    let gpu = Gpu::new(None).unwrap();
+/// The tiny net of `family` (`cifar`, `cifar-bottleneck`, `imagenet-stem`) on `side`×`side`
+/// inputs.
+fn tiny(family: &str, steps: &str, shortcut: &str) -> (tsc_core::Arch, usize) {
+    let (arch_name, depth, side) = match family {
+        "cifar-bottleneck" => ("cifar-bottleneck", 11, 8),
+        "imagenet-stem" => ("cifar", 8, 16),
+        _ => ("cifar", 8, 8),
+    };
     let cfg = TrainConfig {
-        depth: 8,
+        arch: arch_name.into(),
+        depth,
         width: 0.25,
         steps: steps.into(),
         shortcut: shortcut.into(),
         reduction: 2,
         ..Default::default()
     };
-    let arch = arch_for(&cfg, Shape3::new(8, 8, 3), 5, &[0.0; 3], &[1.0; 3]).unwrap();
+    let mut arch = arch_for(&cfg, Shape3::new(side, side, 3), 5, &[0.0; 3], &[1.0; 3]).unwrap();
+    if family == "imagenet-stem" {
+        arch.stem = tsc_core::arch::StemSpec::IMAGENET;
+    }
+    arch.validate().unwrap();
+    (arch, side)
+}
+
+fn check(steps: &str, shortcut: &str, seed: u64) {
+    let (arch, side) = tiny("cifar", steps, shortcut);
+    check_arch(arch, side, seed);
+}
+
+fn check_arch(arch: tsc_core::Arch, side: usize, seed: u64) {
+    let gpu = Gpu::new(None).unwrap();
+    let (steps, shortcut) = (steps_name(arch.step), format!("{:?}", arch.shortcut));
+    let label = tsc_trainer::model::arch_name(&arch);
     let mut host = HostModel::init(arch, vec![], seed).unwrap();
     let mut rng = Rng::new(seed ^ 0xabc);
     // Random BN affine params and controller params large enough to matter.
@@ -63,7 +88,7 @@ fn check(steps: &str, shortcut: &str, seed: u64) {
         }
     }
     let batch = 2;
-    let images: Vec<f32> = (0..batch * 8 * 8 * 3).map(|_| rng.normal()).collect();
+    let images: Vec<f32> = (0..batch * side * side * 3).map(|_| rng.normal()).collect();
     let labels: Vec<u32> = (0..batch).map(|i| (i as u32 * 3 + 1) % 5).collect();
 
     let m = GpuModel::new(&gpu, &host, 0.9, 0.0).unwrap();
@@ -83,7 +108,7 @@ fn check(steps: &str, shortcut: &str, seed: u64) {
         .collect();
     let x64: Vec<f64> = images.iter().map(|&v| v as f64).collect();
     let ref_loss = train_loss(&arch, &w, &x64, &labels);
-    println!("[{steps} {shortcut}] loss gpu {gpu_loss:.7} ref {ref_loss:.7}");
+    println!("[{label} {steps} {shortcut}] loss gpu {gpu_loss:.7} ref {ref_loss:.7}");
     assert!(
         (gpu_loss - ref_loss).abs() <= 1e-4 * ref_loss.abs().max(1.0),
         "loss differs"
@@ -122,17 +147,14 @@ fn check(steps: &str, shortcut: &str, seed: u64) {
     for k in names {
         let (num, den, cnt) = groups[k];
         let rel = (num / den.max(1e-30)).sqrt();
-        println!(
-            "[{} {shortcut}] {k:<11} {cnt:>4} elements  rel err {rel:.2e}",
-            steps_name(arch.step)
-        );
+        println!("[{label} {steps} {shortcut}] {k:<11} {cnt:>4} elements  rel err {rel:.2e}");
         if !(rel < 2e-3 || den.sqrt() < 1e-6) {
             bad.push(format!("{k}: {rel:.2e}"));
         }
     }
     assert!(
         bad.is_empty(),
-        "{steps} {shortcut}: relative gradient errors too large: {bad:?}"
+        "{label} {steps} {shortcut}: relative gradient errors too large: {bad:?}"
     );
 }
 
@@ -157,6 +179,31 @@ fn gradients_2fc() {
 fn gradients_lstm() {
     check("lstm", "A", 15);
     check("lstm", "B", 16);
+}
+
+#[test]
+fn gradients_bottleneck() {
+    let (a, side) = tiny("cifar-bottleneck", "fixed:1", "A");
+    check_arch(a, side, 21);
+    let (a, side) = tiny("cifar-bottleneck", "lstm", "B");
+    check_arch(a, side, 22);
+    // Grouped 3×3 carrying the stride (torchvision's placement, ResNeXt's grouping).
+    let (mut a, side) = tiny("cifar-bottleneck", "lstm", "B");
+    a.groups = 2;
+    a.block = tsc_core::BlockKind::Bottleneck {
+        expansion: 4,
+        base_width: 64,
+        stride_on_3x3: true,
+    };
+    check_arch(a, side, 23);
+}
+
+#[test]
+fn gradients_imagenet_stem_with_max_pool() {
+    let (a, side) = tiny("imagenet-stem", "fixed:1", "B");
+    check_arch(a, side, 31);
+    let (a, side) = tiny("imagenet-stem", "lstm", "B");
+    check_arch(a, side, 32);
 }
 
 #[allow(dead_code)]

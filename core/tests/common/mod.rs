@@ -3,7 +3,7 @@
 #![allow(dead_code, clippy::too_many_arguments)]
 
 use tsc_core::arch::{BlockPart, BnField, CtlPart, TensorId};
-use tsc_core::{Model, ModelKind, Shape3, StepMode};
+use tsc_core::{BlockKind, Model, ModelKind, Shape3, StepMode};
 
 #[allow(unused_imports)]
 pub use tsc_core::testutil::Rng;
@@ -92,10 +92,15 @@ pub fn fc_ref(x: &[f64], w: &[f64], b: &[f64]) -> Vec<f64> {
         .collect()
 }
 
-/// Weight summary of a block (conv1 then conv2), f64.
+/// Weight summary of a block, f64: conv1 then conv2 for basic blocks, conv1 then conv3 for
+/// bottlenecks (paper Table 6).
 pub fn summary_ref(m: &Model<'_>, s: usize, b: usize) -> Vec<f64> {
     let mut out = Vec::new();
-    for part in [BlockPart::Conv1W, BlockPart::Conv2W] {
+    let parts = match m.arch().block {
+        BlockKind::Basic => [BlockPart::ConvW(0), BlockPart::ConvW(1)],
+        BlockKind::Bottleneck { .. } => [BlockPart::ConvW(0), BlockPart::ConvW(2)],
+    };
+    for part in parts {
         let t = m
             .tensor(
                 &TensorId::Block {
@@ -210,6 +215,7 @@ pub fn forward_ref(m: &Model<'_>, input: &[f32]) -> Vec<f64> {
         }
         (y, ys)
     };
+    let stem = a.stem;
     let (mut y, ys) = conv(
         &x,
         s,
@@ -217,14 +223,17 @@ pub fn forward_ref(m: &Model<'_>, input: &[f32]) -> Vec<f64> {
         TensorId::StemConvB,
         &TensorId::StemBn,
         a.stem_width,
-        3,
-        1,
-        1,
+        stem.kernel,
+        stem.stride,
+        stem.pad,
         1,
     );
     relu_ref(&mut y);
     x = y;
     s = ys;
+    if let Some(p) = stem.pool {
+        (x, s) = maxpool_ref(&x, s, p.kernel, p.stride, p.pad);
+    }
     for (si, st) in a.stages().iter().enumerate() {
         let dts = if unf { Some(steps_ref(m, si)) } else { None };
         for b in 0..st.blocks {
@@ -234,31 +243,48 @@ pub fn forward_ref(m: &Model<'_>, input: &[f32]) -> Vec<f64> {
                 part,
             };
             let stride = if b == 0 { st.stride } else { 1 };
-            let (mut t1, s1) = conv(
-                &x,
-                s,
-                id(BlockPart::Conv1W),
-                id(BlockPart::Conv1B),
-                &|f| id(BlockPart::Bn1(f)),
-                st.width,
-                3,
-                stride,
-                1,
-                a.groups,
-            );
-            relu_ref(&mut t1);
-            let (mut t2, s2) = conv(
-                &t1,
-                s1,
-                id(BlockPart::Conv2W),
-                id(BlockPart::Conv2B),
-                &|f| id(BlockPart::Bn2(f)),
-                st.width,
-                3,
-                1,
-                1,
-                a.groups,
-            );
+            // Branch conv `i` (1-based names): (input, out channels, k, stride, groups).
+            let bconv = |x: &[f64], s: Shape3, i: u8, co: usize, k: usize, st: usize, g: usize| {
+                conv(
+                    x,
+                    s,
+                    id(BlockPart::ConvW(i)),
+                    id(BlockPart::ConvB(i)),
+                    &|f| id(BlockPart::Bn(i, f)),
+                    co,
+                    k,
+                    st,
+                    k / 2,
+                    g,
+                )
+            };
+            let (mut t2, s2) = match a.block {
+                // 3×3 (stride) → 3×3, both grouped.
+                BlockKind::Basic => {
+                    let (mut t1, s1) = bconv(&x, s, 0, st.width, 3, stride, a.groups);
+                    relu_ref(&mut t1);
+                    bconv(&t1, s1, 1, st.width, 3, 1, a.groups)
+                }
+                // 1×1 → 3×3 (grouped) → 1×1 at torchvision's middle width; the stride on
+                // the first 1×1 (original) or on the 3×3 (v1.5).
+                BlockKind::Bottleneck {
+                    expansion,
+                    base_width,
+                    stride_on_3x3,
+                } => {
+                    let mid = st.width / expansion * base_width / 64 * a.groups;
+                    let (sa, sb) = if stride_on_3x3 {
+                        (1, stride)
+                    } else {
+                        (stride, 1)
+                    };
+                    let (mut t1, s1) = bconv(&x, s, 0, mid, 1, sa, 1);
+                    relu_ref(&mut t1);
+                    let (mut t2, s2) = bconv(&t1, s1, 1, mid, 3, sb, a.groups);
+                    relu_ref(&mut t2);
+                    bconv(&t2, s2, 2, st.width, 1, 1, 1)
+                }
+            };
             if let Some(d) = &dts {
                 for (i, v) in t2.iter_mut().enumerate() {
                     *v *= d[b][i % st.width];
@@ -308,6 +334,35 @@ pub fn forward_ref(m: &Model<'_>, input: &[f32]) -> Vec<f64> {
         *p /= (s.h * s.w) as f64;
     }
     fc_ref(&pooled, &t64(m, TensorId::FcW), &t64(m, TensorId::FcB))
+}
+
+/// Max pool (padding never wins), NHWC, one image.
+pub fn maxpool_ref(x: &[f64], s: Shape3, k: usize, st: usize, pad: usize) -> (Vec<f64>, Shape3) {
+    let o = Shape3::new(
+        (s.h + 2 * pad - k) / st + 1,
+        (s.w + 2 * pad - k) / st + 1,
+        s.c,
+    );
+    let mut y = vec![f64::NEG_INFINITY; o.h * o.w * o.c];
+    for oy in 0..o.h {
+        for ox in 0..o.w {
+            for ky in 0..k {
+                for kx in 0..k {
+                    let iy = (oy * st + ky) as isize - pad as isize;
+                    let ix = (ox * st + kx) as isize - pad as isize;
+                    if iy < 0 || ix < 0 || iy >= s.h as isize || ix >= s.w as isize {
+                        continue;
+                    }
+                    for c in 0..s.c {
+                        let v = x[(iy as usize * s.w + ix as usize) * s.c + c];
+                        let d = &mut y[(oy * o.w + ox) * o.c + c];
+                        *d = d.max(v);
+                    }
+                }
+            }
+        }
+    }
+    (y, o)
 }
 
 /// max |a − b| / max |b|.

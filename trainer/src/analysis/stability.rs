@@ -32,8 +32,8 @@ use crate::model::HostModel;
 use crate::rng::Rng;
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::Path;
-use tsc_core::arch::{Arch, BlockPart, ModelKind, Shape3, TensorId, BN_EPS, KERNEL};
-use tsc_core::layers::{conv2d, relu, residual_update, Conv2d};
+use tsc_core::arch::{Arch, BlockKind, ModelKind, Shape3, TensorId, BN_EPS};
+use tsc_core::layers::{conv2d, relu};
 use tsc_core::Model;
 
 /// A convolution without bias as a linear operator on one NHWC feature map (f64).
@@ -351,14 +351,13 @@ fn core_err<E: core::fmt::Debug>(what: &'static str) -> impl Fn(E) -> anyhow::Er
     move |e| anyhow!("{what}: {e:?}")
 }
 
-/// Stem of a folded model on a normalised image: `ReLU(conv(x) + b)`.
+/// Stem of a folded model on a normalised image: `ReLU(conv(x) + b)` (the analysis covers
+/// stems without a pool; see [`analyse`]).
 pub fn stem_forward(m: &Model<'_>, x: &[f32]) -> Result<Vec<f32>> {
     let a = m.arch();
-    let stem = a.stem_output();
-    let mut y = vec![0.0; stem.len()];
-    let p = Conv2d::new(a.input, stem.c, KERNEL, 1, 1);
+    let mut y = vec![0.0; a.stem_conv_output().len()];
     conv2d(
-        &p,
+        &a.stem_conv(),
         x,
         &m.tensor_by_id(TensorId::StemConvW)
             .map_err(core_err("stem"))?,
@@ -373,7 +372,8 @@ pub fn stem_forward(m: &Model<'_>, x: &[f32]) -> Result<Vec<f32>> {
     Ok(y)
 }
 
-/// Every residual block's output of a folded model, from the stem output `y0`.
+/// Every residual block's output of a folded model, from the stem output `y0` (core's
+/// [`tsc_core::block_forward`], the code the firmware runs).
 pub fn blocks_forward(m: &Model<'_>, y0: &[f32]) -> Result<Vec<Vec<f32>>> {
     let a = *m.arch();
     let mut cur = y0.to_vec();
@@ -381,59 +381,12 @@ pub fn blocks_forward(m: &Model<'_>, y0: &[f32]) -> Result<Vec<Vec<f32>>> {
     for (stage, st) in a.stages().iter().enumerate() {
         for block in 0..st.blocks {
             let g = a.block_geom(stage, block);
-            let t = |part| {
-                m.tensor_by_id(TensorId::Block { stage, block, part })
-                    .map_err(core_err("block tensor"))
-            };
-            let mut p1 = Conv2d::new(g.input, g.output.c, KERNEL, g.stride, 1);
-            p1.groups = a.groups;
-            let mut t1 = vec![0.0; g.output.len()];
-            conv2d(
-                &p1,
-                &cur,
-                &t(BlockPart::Conv1W)?,
-                Some(&t(BlockPart::Conv1B)?),
-                &mut t1,
-            )
-            .map_err(core_err("conv1"))?;
-            relu(&mut t1);
-            let mut p2 = Conv2d::new(g.output, g.output.c, KERNEL, 1, 1);
-            p2.groups = a.groups;
-            let mut t2 = vec![0.0; g.output.len()];
-            conv2d(
-                &p2,
-                &t1,
-                &t(BlockPart::Conv2W)?,
-                Some(&t(BlockPart::Conv2B)?),
-                &mut t2,
-            )
-            .map_err(core_err("conv2"))?;
-            if g.has_proj {
-                let pp = Conv2d::new(g.input, g.output.c, 1, g.stride, 0);
-                conv2d(
-                    &pp,
-                    &cur,
-                    &t(BlockPart::ProjW)?,
-                    Some(&t(BlockPart::ProjB)?),
-                    &mut t1,
-                )
-                .map_err(core_err("proj"))?;
-                residual_update(g.output, 1, &t1, g.output, &mut t2, None::<&[f32]>, true)
-                    .map_err(core_err("residual"))?;
-            } else {
-                residual_update(
-                    g.input,
-                    g.stride,
-                    &cur,
-                    g.output,
-                    &mut t2,
-                    None::<&[f32]>,
-                    true,
-                )
-                .map_err(core_err("residual"))?;
-            }
-            outs.push(t2.clone());
-            cur = t2;
+            let mut mid = vec![0.0; a.block_middle_len(stage, block)];
+            let mut out = vec![0.0; g.output.len()];
+            tsc_core::block_forward(m, stage, block, &cur, &mut mid, &mut out, None)
+                .map_err(core_err("block"))?;
+            outs.push(out.clone());
+            cur = out;
         }
     }
     Ok(outs)
@@ -507,11 +460,29 @@ pub fn analyse(
     }
     let host = HostModel::decode(bytes)?;
     let a = host.arch;
+    // Proposition 1 is stated for a block of two conv+BN maps; this analysis bounds exactly
+    // that and a stem without pooling.
+    if a.block != BlockKind::Basic || a.stem.pool.is_some() {
+        bail!(
+            "the stability analysis covers basic-block ResNets with a pool-free stem (as in \
+             the paper's CIFAR experiments); this checkpoint is a {}",
+            crate::model::describe_arch(&a)
+        );
+    }
     let steps = crate::tools::block_steps(bytes)?;
     let folded = tsc_core::fold::fold_to_vec(&ck).map_err(|e| anyhow!("folding failed: {e:?}"))?;
     let fm = Model::parse(&folded).map_err(|e| anyhow!("{e}"))?;
 
-    let stem = conv_bn(&host, "stem.conv.w", "stem.bn", a.input, KERNEL, 1, 1)?;
+    let sc = a.stem_conv();
+    let stem = conv_bn(
+        &host,
+        "stem.conv.w",
+        "stem.bn",
+        a.input,
+        sc.kh,
+        sc.stride,
+        sc.pad,
+    )?;
     let stem_op = stem.op_norm(opts.iters, opts.seed);
 
     let mut blocks = Vec::new();
@@ -520,24 +491,20 @@ pub fn analyse(
         let g = a.block_geom(*s, *b);
         let p = format!("s{s}.b{b}");
         let seed = opts.seed.wrapping_add(j as u64 + 1);
-        let a1 = conv_bn(
-            &host,
-            &format!("{p}.conv1.w"),
-            &format!("{p}.bn1"),
-            g.input,
-            KERNEL,
-            g.stride,
-            1,
-        )?;
-        let mut a2 = conv_bn(
-            &host,
-            &format!("{p}.conv2.w"),
-            &format!("{p}.bn2"),
-            g.output,
-            KERNEL,
-            1,
-            1,
-        )?;
+        let br = a.branch(*s, *b);
+        let op = |i: usize| {
+            let c = br.convs()[i].conv;
+            conv_bn(
+                &host,
+                &format!("{p}.conv{}.w", i + 1),
+                &format!("{p}.bn{}", i + 1),
+                c.input,
+                c.kh,
+                c.stride,
+                c.pad,
+            )
+        };
+        let (a1, mut a2) = (op(0)?, op(1)?);
         let (a1_op, a2_op) = (a1.op_norm(opts.iters, seed), a2.op_norm(opts.iters, seed));
         let (a1_mat, a2_mat) = (
             a1.matrix_norm(opts.iters, seed),

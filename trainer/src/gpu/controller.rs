@@ -6,9 +6,11 @@
 //! - [`StageController::new`]`(gpu, mode, blocks: &[BlockTensors], params: &[CtlParams],
 //!   hidden) -> Result<StageController>` builds every dispatch once (at model build time).
 //!   `params` holds one [`CtlParams`] per block for [`CtlMode::TwoFc`] and exactly one for the
-//!   stage for [`CtlMode::Lstm`] (whose `lstm` field must then be `Some`). Shapes: conv weights
-//!   OHWI `[C][3][3][C_in]` (block 0's conv1 may have another `C_in`), `dt`/`ddt` `[C]`,
-//!   `fc_in.w [H][K]` with `K = len(conv1)/cin1 + len(conv2)/cin2` (`18·C`), `fc_in.b [H]`,
+//!   stage for [`CtlMode::Lstm`] (whose `lstm` field must then be `Some`). Shapes: the two summary
+//!   convs of each block (`conv1`, `conv2` of a basic block; `conv1`, `conv3` of a bottleneck,
+//!   named `conv1_w`/`conv2_w` here) OHWI `[C_out][kh][kw][C_in]` of any sizes, `dt`/`ddt`
+//!   `[C]`, `fc_in.w [H][K]` with `K = len(conv1)/cin1 + len(conv2)/cin2` (`18·C` for basic
+//!   blocks, `C/4 + C` for ResNet-50's bottleneck), `fc_in.b [H]`,
 //!   `lstm.w [4H][2H]`, `lstm.b [4H]`, `fc_out.w [C][H]`, `fc_out.b [C]`; each gradient tensor
 //!   shaped like its parameter.
 //! - [`StageController::record_forward`]`(rec)`: writes every block's `dt` from the conv weights
@@ -203,16 +205,17 @@ impl StageController {
         // Per block: (cin1, cin2, k1, k).
         let mut dims = Vec::with_capacity(nb);
         for (d, b) in blocks.iter().enumerate() {
+            // The summary convs' output widths are free (a bottleneck's conv1 has M = C/4).
             let cin = |t: &Tensor, name: &str| -> Result<usize> {
                 ensure!(
-                    t.shape.len() == 4 && t.shape[0] == c && t.shape[3] > 0,
-                    "controller: block {d} {name} must be OHWI [{c}][kh][kw][C_in], got {:?}",
+                    t.shape.len() == 4 && t.shape[3] > 0,
+                    "controller: block {d} {name} must be OHWI [C_out][kh][kw][C_in], got {:?}",
                     t.shape
                 );
                 Ok(t.shape[3])
             };
-            let cin1 = cin(b.conv1_w, "conv1.w")?;
-            let cin2 = cin(b.conv2_w, "conv2.w")?;
+            let cin1 = cin(b.conv1_w, "first summary conv")?;
+            let cin2 = cin(b.conv2_w, "second summary conv")?;
             check(b.conv1_dw, b.conv1_w.len(), "conv1 gradient")?;
             check(b.conv2_dw, b.conv2_w.len(), "conv2 gradient")?;
             check(b.dt, c, "dt")?;

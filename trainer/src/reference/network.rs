@@ -5,7 +5,9 @@
 
 use super::controller as ctl;
 use super::conv::conv2d_forward;
-use super::ops::{bn_train_forward, gap_forward, linear_forward, shortcut_a_forward, softmax_ce};
+use super::ops::{
+    bn_train_forward, gap_forward, linear_forward, maxpool_forward, shortcut_a_forward, softmax_ce,
+};
 use crate::gpu::conv::ConvShape;
 use crate::model::{block_convs, stem_conv};
 use std::collections::HashMap;
@@ -44,12 +46,20 @@ pub fn stage_steps(a: &Arch, w: &Weights, stage: usize) -> Vec<Vec<f64>> {
         StepMode::TwoFc | StepMode::Lstm => {
             let blocks: Vec<ctl::Block> = (0..st.blocks)
                 .map(|b| {
-                    let g = a.block_geom(stage, b);
+                    // The two summary convs of the branch (conv1 + conv2, or conv1 + conv3).
+                    let br = a.branch(stage, b);
+                    let mut sum = br.convs().iter().enumerate().filter(|(_, c)| c.summary);
+                    let mut next = || {
+                        let (i, c) = sum.next().expect("two summary convs");
+                        let cin = c.conv.input.c / c.conv.groups;
+                        (w[&format!("s{stage}.b{b}.conv{}.w", i + 1)].clone(), cin)
+                    };
+                    let ((conv1, cin1), (conv2, cin2)) = (next(), next());
                     ctl::Block {
-                        conv1: w[&format!("s{stage}.b{b}.conv1.w")].clone(),
-                        cin1: g.input.c,
-                        conv2: w[&format!("s{stage}.b{b}.conv2.w")].clone(),
-                        cin2: c,
+                        conv1,
+                        cin1,
+                        conv2,
+                        cin2,
                     }
                 })
                 .collect();
@@ -77,12 +87,17 @@ pub fn stage_steps(a: &Arch, w: &Weights, stage: usize) -> Vec<Vec<f64>> {
 }
 
 /// Mean softmax cross-entropy of a training-mode forward pass over `images` (NHWC, already
-/// normalised) with `labels`.
+/// normalised) with `labels`. The block structure comes from core's description
+/// ([`crate::model::block_convs`] walks `Arch::branch`).
 pub fn train_loss(a: &Arch, w: &Weights, images: &[f64], labels: &[u32]) -> f64 {
     let n = labels.len();
     let w0 = a.stem_width;
     let s = stem_conv(a, n);
     let mut x = relu(bn(w, "stem.bn", &conv(w, "stem.conv.w", images, s), w0));
+    if let Some(p) = a.stem.pool {
+        let shape = [n, s.out_h(), s.out_w(), w0];
+        x = maxpool_forward(&x, shape, p.kernel, p.stride, p.pad).0;
+    }
     for si in 0..a.stages().len() {
         let steps = stage_steps(a, w, si);
         for (b, dt) in steps.iter().enumerate() {
@@ -91,23 +106,21 @@ pub fn train_loss(a: &Arch, w: &Weights, images: &[f64], labels: &[u32]) -> f64 
             let c = g.output.c;
             let p = format!("s{si}.b{b}");
             let cv = block_convs(a, si, b, n);
-            let (s1, s2) = (cv.conv1, cv.conv2);
-            let r1 = relu(bn(
-                w,
-                &format!("{p}.bn1"),
-                &conv(w, &format!("{p}.conv1.w"), &x, s1),
-                c,
-            ));
-            let f = bn(
-                w,
-                &format!("{p}.bn2"),
-                &conv(w, &format!("{p}.conv2.w"), &r1, s2),
-                c,
-            );
+            let last = cv.branch.len() - 1;
+            let mut f = x.clone();
+            for (i, sh) in cv.branch.iter().enumerate() {
+                let t = bn(
+                    w,
+                    &format!("{p}.bn{}", i + 1),
+                    &conv(w, &format!("{p}.conv{}.w", i + 1), &f, *sh),
+                    sh.cout,
+                );
+                f = if i == last { t } else { relu(t) };
+            }
             let short = if !g.shape_change {
                 x.clone()
             } else if a.shortcut == ShortcutKind::A {
-                shortcut_a_forward(&x, n, hi, wi, ci, c, 2)
+                shortcut_a_forward(&x, n, hi, wi, ci, c, g.stride)
             } else {
                 let sp = cv.proj.expect("option B with a shape change");
                 bn(
