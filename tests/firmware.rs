@@ -77,15 +77,18 @@ fn model_and_images() -> (PathBuf, PathBuf) {
     (model, images)
 }
 
-fn build_firmware() -> PathBuf {
-    let target_dir = repo().join("target").join("firmware");
+/// Builds the firmware into `target/<dir>` with `env` (e.g. `TSC_MODEL`) set.
+fn build_firmware(dir: &str, env: &[(&str, &Path)]) -> PathBuf {
+    let target_dir = repo().join("target").join(dir);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .current_dir(repo().join("firmware-demo"))
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(repo().join("firmware-demo"))
         .args(["build", "--release", "--target", TARGET])
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .output()
-        .expect("spawn cargo");
+        .env("CARGO_TARGET_DIR", &target_dir);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("spawn cargo");
     assert!(
         out.status.success(),
         "building the firmware failed:\n{}",
@@ -219,19 +222,84 @@ fn elf_sizes(elf: &[u8]) -> (usize, usize) {
     (flash, ram)
 }
 
-#[test]
-fn firmware_in_qemu_matches_host() {
+/// Skips (or, with `TSC_FIRMWARE_REQUIRE=1`, fails) when QEMU or the target is missing.
+fn tools_or_skip(test: &str) -> bool {
     if let Some(why) = missing_tools() {
         if std::env::var("TSC_FIRMWARE_REQUIRE").as_deref() == Ok("1") {
             panic!("TSC_FIRMWARE_REQUIRE=1 but {why}");
         }
-        eprintln!("SKIPPED firmware_in_qemu_matches_host: {why}");
+        eprintln!("SKIPPED {test}: {why}");
+        return false;
+    }
+    true
+}
+
+#[test]
+fn firmware_in_qemu_matches_host() {
+    if !tools_or_skip("firmware_in_qemu_matches_host") {
         return;
     }
     let (model_path, images_path) = model_and_images();
-    let elf = build_firmware();
-    let (flash, ram) = elf_sizes(&std::fs::read(&elf).unwrap());
-    let (ok, out) = run_qemu(&elf);
+    let elf = build_firmware("firmware", &[]);
+    compare_with_host(&elf, &model_path, &images_path);
+}
+
+/// A bottleneck ResNet (1×1–3×3–1×1 blocks, w̄ = [conv1, conv3]), briefly trained on the
+/// shipped digits and folded, runs in QEMU with the same results as core on the host.
+#[test]
+fn bottleneck_firmware_in_qemu_matches_host() {
+    if !tools_or_skip("bottleneck_firmware_in_qemu_matches_host") {
+        return;
+    }
+    let dir = tsc_tests::scratch_dir("firmware_bottleneck");
+    let gpu = tsc_trainer::gpu::Gpu::new(None).unwrap();
+    let mut cfg = tsc_tests::tiny_digits("lstm");
+    cfg.arch = "cifar-bottleneck".into();
+    cfg.depth = 11;
+    cfg.epochs = 1;
+    tsc_tests::train_into(&gpu, &cfg, &dir, false, None);
+    let ck_bytes = std::fs::read(dir.join("checkpoint.tscm")).unwrap();
+    let ck = Model::parse(&ck_bytes).unwrap();
+    assert!(matches!(
+        ck.arch().block,
+        tsc_core::BlockKind::Bottleneck { .. }
+    ));
+    let model_path = dir.join("bottleneck.tscm");
+    std::fs::write(&model_path, tsc_core::fold::fold_to_vec(&ck).unwrap()).unwrap();
+    // The last 8 held-out digits, in the firmware's image format (images.rs).
+    let (_, test) = tsc_trainer::data::load(&cfg.dataset_spec().unwrap()).unwrap();
+    let a = ck.arch();
+    let count = 8usize;
+    let mut img = Vec::new();
+    img.extend_from_slice(&images::MAGIC);
+    for v in [
+        images::VERSION,
+        count as u32,
+        a.input.h as u32,
+        a.input.w as u32,
+        a.input.c as u32,
+    ] {
+        img.extend_from_slice(&v.to_le_bytes());
+    }
+    for i in test.len() - count..test.len() {
+        img.extend_from_slice(&test.labels[i].to_le_bytes());
+        for &p in test.image(i) {
+            img.extend_from_slice(&(p as f32 * test.scale).to_le_bytes());
+        }
+    }
+    let images_path = dir.join("bottleneck-images.bin");
+    std::fs::write(&images_path, img).unwrap();
+    let elf = build_firmware(
+        "firmware-bottleneck",
+        &[("TSC_MODEL", &model_path), ("TSC_IMAGES", &images_path)],
+    );
+    compare_with_host(&elf, &model_path, &images_path);
+}
+
+/// Runs `elf` in QEMU and checks every image against `tsc_core::infer` on the host.
+fn compare_with_host(elf: &Path, model_path: &Path, images_path: &Path) {
+    let (flash, ram) = elf_sizes(&std::fs::read(elf).unwrap());
+    let (ok, out) = run_qemu(elf);
     println!("--- firmware output (QEMU mps2-an386) ---\n{out}---");
     println!("firmware ELF: flash {flash} bytes, RAM (static) {ram} bytes");
     assert!(ok, "the firmware exited with failure");

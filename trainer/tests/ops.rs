@@ -354,7 +354,13 @@ fn relu_add_forward_backward() {
         // make the quotient meaningless (the test failed for about 1 seed in 6 before).
         let x: Vec<f64> = rounded(&randn(&mut rng, len, 0.0, 1.0))
             .into_iter()
-            .map(|v| if v.abs() < 1e-3 { v.signum() * 1e-3 + v } else { v })
+            .map(|v| {
+                if v.abs() < 1e-3 {
+                    v.signum() * 1e-3 + v
+                } else {
+                    v
+                }
+            })
             .collect();
         let x = rounded(&x);
         let b = rounded(&randn(&mut rng, len, 0.0, 1.0));
