@@ -13,7 +13,10 @@ use tsc_core::arch::Shape3;
 /// Options of `trainer bench train`.
 #[derive(clap::Args, Debug)]
 pub struct TrainBenchArgs {
-    /// ResNet depth (6n+2).
+    /// Network family (cifar, cifar-bottleneck, resnet18, ...).
+    #[arg(long, default_value = "cifar")]
+    pub arch: String,
+    /// Depth of the CIFAR families (6n+2 basic, 9n+2 bottleneck).
     #[arg(long, default_value_t = 20)]
     pub depth: usize,
     /// Images per step.
@@ -44,7 +47,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 pub fn run(gpu: &Gpu, a: &TrainBenchArgs) -> Result<()> {
     println!("device: {}", gpu.describe());
     let reps = a.reps.max(1);
-    println!("ResNet-{} batch {} on random 32x32x3 CIFAR-shaped data, median of {reps} interleaved rounds", a.depth, a.batch);
+    println!(
+        "{} depth {} batch {} on random 32x32x3 CIFAR-shaped data, median of {reps} interleaved rounds",
+        a.arch, a.depth, a.batch
+    );
     let mut rng = Rng::new(7);
     let x: Vec<f32> = (0..a.batch * 32 * 32 * 3).map(|_| rng.normal()).collect();
     let y: Vec<u32> = (0..a.batch).map(|_| rng.below_usize(10) as u32).collect();
@@ -52,7 +58,9 @@ pub fn run(gpu: &Gpu, a: &TrainBenchArgs) -> Result<()> {
     for s in &a.steps {
         parse_steps(s)?;
         let cfg = TrainConfig {
+            arch: a.arch.clone(),
             depth: a.depth,
+            shortcut: if a.arch.starts_with("resnet") { "B" } else { "A" }.into(),
             steps: s.clone(),
             ..Default::default()
         };
