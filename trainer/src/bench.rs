@@ -26,9 +26,14 @@ pub struct KernelArgs {
     /// adapter's.
     #[arg(long)]
     pub tile: Option<String>,
-    /// Only the ResNet-20 shapes whose name contains this (e.g. `stem`, `@8`).
+    /// Only the shapes whose name contains this (e.g. `stem`, `@8`).
     #[arg(long)]
     pub only: Option<String>,
+    /// Which network's conv shapes: `resnet20` (default) or `imagenet` (ResNet-50's 7×7
+    /// stride-2 stem, its 1×1 and stride-2 1×1 convs, and a 3×3 of similar FLOPs to the stem;
+    /// use a small `--batch`).
+    #[arg(long, default_value = "resnet20")]
+    pub shapes: String,
     /// Also time every kernel with this tile (same syntax as `--tile`), alternating with the
     /// main tile run by run, and print the time ratio: an A/B that shares the machine's noise.
     #[arg(long)]
@@ -100,6 +105,26 @@ pub fn resnet20_convs(n: usize) -> Vec<(&'static str, ConvShape, usize)> {
         ("32->32 @16", c(16, 32, 32, 1), 5),
         ("32->64 s2 @16", c(16, 32, 64, 2), 1),
         ("64->64 @8", c(8, 64, 64, 1), 5),
+    ]
+}
+
+/// ImageNet ResNet-50 convolutions at batch `n` (with how often each occurs): the 7×7
+/// stride-2 stem, stride-2 1×1s (projection, original-layout bottleneck conv1), plain 1×1s,
+/// and 3×3s, so the stem's GF/s can be read against generic convs of similar FLOPs.
+pub fn imagenet_convs(n: usize) -> Vec<(&'static str, ConvShape, usize)> {
+    let sq = ConvShape::square;
+    vec![
+        ("stem 7x7/2 3->64 @224", sq(n, 224, 3, 64, 7, 2, 3), 1),
+        ("3x3 64->64 @56", sq(n, 56, 64, 64, 3, 1, 1), 3),
+        ("1x1 256->64 @56", sq(n, 56, 256, 64, 1, 1, 0), 2),
+        ("1x1 64->256 @56", sq(n, 56, 64, 256, 1, 1, 0), 3),
+        ("1x1/2 256->512 @56 (proj)", sq(n, 56, 256, 512, 1, 2, 0), 1),
+        (
+            "1x1/2 256->128 @56 (conv1)",
+            sq(n, 56, 256, 128, 1, 2, 0),
+            1,
+        ),
+        ("3x3 128->128 @28", sq(n, 28, 128, 128, 3, 1, 1), 4),
     ]
 }
 
@@ -244,7 +269,12 @@ pub fn kernels(gpu: &Gpu, args: &KernelArgs) -> Result<()> {
         ds: Vec<Dispatch>,
     }
     let mut convs: Vec<Conv> = Vec::new();
-    for (name, s, mult) in resnet20_convs(args.batch) {
+    let shapes = match args.shapes.as_str() {
+        "resnet20" => resnet20_convs(args.batch),
+        "imagenet" => imagenet_convs(args.batch),
+        other => anyhow::bail!("--shapes '{other}': expected resnet20 or imagenet"),
+    };
+    for (name, s, mult) in shapes {
         if args
             .only
             .as_ref()
@@ -377,8 +407,13 @@ pub fn kernels(gpu: &Gpu, args: &KernelArgs) -> Result<()> {
         total_flop += m * c.flops;
         per_kind[c.pass] += m * t.wall;
     }
+    let what = if args.shapes == "resnet20" {
+        "ResNet-20 step, all convs"
+    } else {
+        "the listed ResNet-50 convs (a sample, not the whole net)"
+    };
     println!(
-        "\nResNet-20 step, all convs fwd + dX + dW with multiplicities: {:.1} ms ({:.1} GF/s; \
+        "\n{what} fwd + dX + dW with multiplicities: {:.1} ms ({:.1} GF/s; \
          fwd {:.1} ms, dX {:.1} ms, dW {:.1} ms) => conv-only bound {:.0} images/s",
         total_s * 1e3,
         total_flop / total_s / 1e9,

@@ -60,7 +60,12 @@ pub fn run(gpu: &Gpu, a: &TrainBenchArgs) -> Result<()> {
         let cfg = TrainConfig {
             arch: a.arch.clone(),
             depth: a.depth,
-            shortcut: if a.arch.starts_with("resnet") { "B" } else { "A" }.into(),
+            shortcut: if a.arch.starts_with("resnet") {
+                "B"
+            } else {
+                "A"
+            }
+            .into(),
             steps: s.clone(),
             ..Default::default()
         };
