@@ -306,9 +306,9 @@ fn compare_with_host(elf: &Path, model_path: &Path, images_path: &Path) {
     assert!(out.lines().any(|l| l == "done"), "no `done` line");
     assert!(out.contains("FPU: enabled"), "FPU not enabled at reset");
 
-    let model_bytes = std::fs::read(&model_path).unwrap();
+    let model_bytes = std::fs::read(model_path).unwrap();
     let model = Model::parse(&model_bytes).unwrap();
-    let image_bytes = std::fs::read(&images_path).unwrap();
+    let image_bytes = std::fs::read(images_path).unwrap();
     let imgs = images::Images::parse(&image_bytes).unwrap();
     let fw = parse_output(&out);
     assert_eq!(fw.len(), imgs.count, "firmware printed {} images", fw.len());
