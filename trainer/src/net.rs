@@ -429,7 +429,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// `conv` (weights `{name}.w`... i.e. `w`) then BN `bn` with `after`; returns the output and
+    /// The conv `g` with weights `w`, then BN `bn` with `after`; returns the output and
     /// the backward of both (dX skipped when `need_dx` is false).
     fn conv_bn(
         &mut self,
