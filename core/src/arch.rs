@@ -759,7 +759,12 @@ impl Arch {
                 expansion,
                 base_width,
                 ..
-            } => c / expansion.max(1) * base_width * self.groups / 64,
+            } => {
+                // In u64: on 32-bit targets the product of three u32 header fields overflows
+                // (validated architectures keep the result ≤ MAX_DIM).
+                let wide = (c / expansion.max(1)) as u64 * base_width as u64 * self.groups as u64;
+                (wide / 64).min(usize::MAX as u64) as usize
+            }
         }
     }
 
