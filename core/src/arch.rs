@@ -817,6 +817,14 @@ impl Arch {
         }
     }
 
+    /// The projection shortcut of block (stage, block) — 1×1, the block's stride, no pad —
+    /// when it has one (option B and a shape change).
+    pub fn projection(&self, stage: usize, block: usize) -> Option<Conv2d> {
+        let g = self.block_geom(stage, block);
+        g.has_proj
+            .then(|| Conv2d::new(g.input, g.output.c, 1, g.stride, 0))
+    }
+
     /// Controller hidden size `H = max(C / r, 1)` for stage `stage`.
     pub fn hidden(&self, stage: usize) -> usize {
         let c = self.stages.get(stage).map_or(0, |s| s.width);

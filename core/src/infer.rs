@@ -123,8 +123,7 @@ pub fn block_forward(
             relu(dst);
         }
     }
-    if g.has_proj {
-        let pp = Conv2d::new(g.input, g.output.c, 1, g.stride, 0);
+    if let Some(pp) = arch.projection(stage, block) {
         let proj = &mut mid[..yl];
         conv_bn(
             model,

@@ -350,7 +350,6 @@ pub struct BlockConvs {
 
 /// Shapes of block (stage, block)'s convolutions.
 pub fn block_convs(a: &Arch, stage: usize, block: usize, n: usize) -> BlockConvs {
-    let g = a.block_geom(stage, block);
     BlockConvs {
         branch: a
             .branch(stage, block)
@@ -358,8 +357,6 @@ pub fn block_convs(a: &Arch, stage: usize, block: usize, n: usize) -> BlockConvs
             .iter()
             .map(|b| conv_shape(&b.conv, n))
             .collect(),
-        proj: g
-            .has_proj
-            .then(|| conv_shape(&Conv2d::new(g.input, g.output.c, 1, g.stride, 0), n)),
+        proj: a.projection(stage, block).map(|c| conv_shape(&c, n)),
     }
 }

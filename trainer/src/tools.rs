@@ -155,13 +155,12 @@ pub fn count(a: &Arch) -> Counts {
     for (s, st) in a.stages().iter().enumerate() {
         let (c, h, kk) = (st.width, a.hidden(s), a.summary_len(s));
         for b in 0..st.blocks {
-            let g = a.block_geom(s, b);
             let br = a.branch(s, b);
             for bc in br.convs() {
                 macs += conv_macs(&bc.conv);
             }
-            if g.has_proj {
-                macs += g.output.len() * g.input.c;
+            if let Some(p) = a.projection(s, b) {
+                macs += conv_macs(&p);
             }
             let summary: usize = br
                 .convs()
