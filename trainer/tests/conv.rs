@@ -13,13 +13,24 @@ use tsc_trainer::reference::conv as r;
 
 struct Rng(u64);
 impl Rng {
+    /// A generator for test `tag`: seeded from the clock, or replayed from `CONV_SEED`
+    /// (decimal or `0x` hex, as printed).
     fn new(tag: u64) -> Rng {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64;
-        let seed = t ^ tag.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        println!("seed {seed:#x}");
+        let replay = std::env::var("CONV_SEED").ok().and_then(|s| {
+            let s = s.trim();
+            match s.strip_prefix("0x") {
+                Some(hex) => u64::from_str_radix(hex, 16).ok(),
+                None => s.parse().ok(),
+            }
+        });
+        let seed = replay.unwrap_or_else(|| {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64;
+            t ^ tag.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        });
+        println!("seed {seed:#x} (CONV_SEED={seed:#x} replays)");
         Rng(seed | 1)
     }
     fn next(&mut self) -> f64 {
@@ -122,8 +133,13 @@ fn shapes() -> Vec<ConvShape> {
         c(1, 6, 12, 3, 8, 3, 3, 1, 0, 1),
         c(2, 5, 4, 1, 4, 3, 3, 1, 1, 1),
         c(1, 5, 6, 2, 12, 3, 3, 1, 2, 1),
-        // the ImageNet stem: 7×7, stride 2, pad 3 on an odd-sized RGB input
+        // space-to-depth (`space_to_depth::applies`): the ImageNet stem (7×7, stride 2, pad
+        // 3, one tap prepended) on an odd-sized RGB input; stride 3 with 2 channels (18
+        // channels padded to 20: a partial vec4 and a zero one) and trailing input rows no
+        // output reads; one channel, an even pad (no tap prepended)
         c(2, 13, 11, 3, 8, 7, 7, 2, 3, 1),
+        c(2, 12, 10, 2, 5, 5, 5, 3, 0, 1),
+        c(1, 12, 9, 1, 4, 7, 7, 2, 2, 1),
     ]
 }
 

@@ -137,7 +137,7 @@ fn every_shader_compiles() {
         ew::STEP_KERNELS,
         ew::SHORTCUT_KERNELS,
         pool::KERNELS,
-        tsc_trainer::gpu::im2col::KERNELS,
+        tsc_trainer::gpu::space_to_depth::KERNELS,
         linear::KERNELS,
         loss::KERNELS,
         optim::KERNELS,

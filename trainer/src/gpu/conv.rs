@@ -229,9 +229,9 @@ pub fn default_tile(gpu: &Gpu, pass: Pass, s: &ConvShape) -> Tile {
 
 /// `default_tile` for a CPU (`cpu`) or GPU adapter (tests check both kinds on any adapter).
 pub fn default_tile_for(cpu: bool, pass: Pass, s: &ConvShape) -> Tile {
-    if super::im2col::applies(s) {
-        // The tile is the inner 1×1 conv's (`im2col`).
-        return default_tile_for(cpu, pass, &super::im2col::inner(s));
+    if super::space_to_depth::applies(s) {
+        // The tile is the inner stride-1 conv's (`space_to_depth`).
+        return default_tile_for(cpu, pass, &super::space_to_depth::inner(s));
     }
     let (cg, cog) = (s.cin / s.groups, s.cout / s.groups);
     let fit = |t: u32, c: usize| t.min((c as u32).next_power_of_two()).max(1);
@@ -1250,8 +1250,8 @@ pub fn conv_forward_with(
     if let Some(b) = bias {
         check_len("bias", b, s.cout)?;
     }
-    if super::im2col::applies(s) {
-        return super::im2col::forward(gpu, s, tile, x, w, bias, y);
+    if super::space_to_depth::applies(s) {
+        return super::space_to_depth::forward(gpu, s, tile, x, w, bias, y);
     }
     if row_kernel(s) && row_tile_ok(s, tile.tm, tile.tn) {
         return conv_forward_row(gpu, s, tile, x, w, bias, y);
@@ -1419,8 +1419,8 @@ pub fn conv_backward_data_with(
     check_len("dy", dy, s.y_shape().iter().product())?;
     check_len("w", w, s.w_shape().iter().product())?;
     check_len("dx", dx, s.x_shape().iter().product())?;
-    if super::im2col::applies(s) {
-        return super::im2col::backward_data(gpu, s, tile, dy, w, dx);
+    if super::space_to_depth::applies(s) {
+        return super::space_to_depth::backward_data(gpu, s, tile, dy, w, dx);
     }
     let (cg, cog) = (s.cin / s.groups, s.cout / s.groups);
     if let Some(f) = dx_as_forward(s).filter(|f| runs_ok(f, tile)) {
@@ -1525,8 +1525,8 @@ pub fn conv_backward_weights_with(
     check_len("x", x, s.x_shape().iter().product())?;
     check_len("dy", dy, s.y_shape().iter().product())?;
     check_len("dw", dw, s.w_shape().iter().product())?;
-    if super::im2col::applies(s) {
-        return super::im2col::backward_weights(gpu, s, tile, x, dy, dw, accumulate);
+    if super::space_to_depth::applies(s) {
+        return super::space_to_depth::backward_weights(gpu, s, tile, x, dy, dw, accumulate);
     }
     if row_kernel(s) && row_tile_ok(s, tile.tn, tile.tm) {
         return conv_backward_weights_row(gpu, s, tile, x, dy, dw, accumulate);

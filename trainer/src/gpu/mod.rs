@@ -10,7 +10,7 @@ pub mod controller;
 // Convolution and matrix-multiply kernels with their tile tuning.
 pub mod conv;
 pub mod gemm;
-pub mod im2col;
+pub mod space_to_depth;
 pub mod tune;
 // Non-convolution kernels (norm, elementwise, pooling, head, loss, optimizer, reductions).
 pub mod elementwise;
