@@ -1,5 +1,5 @@
 // Shared by every controller_*.wgsl (prepended by trainer/src/gpu/controller.rs): the
-// parameter block of one stage's controller and the activation functions.
+// parameter block of one stage's controller.
 // The scratch buffer `s` of a stage holds, at the offsets below (all in f32 elements), per block d:
 // w̄ [B][K], pre [B][H] (fc_in output), x [B][H] (ReLU), gates [B][4H] (activated i,f,g,o),
 // c [B][H], h [B][H], Δt [B][C], dΔt [B][C], dz [B][C] (grad of the sigmoid input),
@@ -31,13 +31,4 @@ struct P {
     n1: u32,    // elements of conv1.w
     n2: u32,    // elements of conv2.w
 }
-
-fn sigm(z: f32) -> f32 {
-    return 1.0 / (1.0 + exp(-z));
-}
-
-// tanh without overflow for large |z|.
-fn tanh_s(z: f32) -> f32 {
-    let e = exp(-2.0 * abs(z));
-    return sign(z) * (1.0 - e) / (1.0 + e);
-}
+// sigm and tanh_s: activation.wgsl (prepended before this file).

@@ -33,6 +33,8 @@ use anyhow::{anyhow, bail, ensure, Result};
 use std::sync::Arc;
 use Slot::{Read as R, ReadWrite as W, Uniform as U};
 
+const ACTIVATION: &str = include_str!("../../../shaders/activation.wgsl");
+const ACTIVATION_PROBE: &str = include_str!("../../../shaders/activation_probe.wgsl");
 const COMMON: &str = include_str!("../../../shaders/controller_common.wgsl");
 const SUMMARY: &str = include_str!("../../../shaders/controller_summary.wgsl");
 const LSTM_FWD: &str = include_str!("../../../shaders/controller_lstm_fwd.wgsl");
@@ -166,7 +168,10 @@ pub struct StageController {
 }
 
 fn source(file: &str, mode: u32) -> String {
-    super::specialize(&format!("{COMMON}\n{file}"), &[("MODE", mode)])
+    super::specialize(
+        &format!("{ACTIVATION}\n{COMMON}\n{file}"),
+        &[("MODE", mode)],
+    )
 }
 
 fn check(t: &Tensor, len: usize, what: &str) -> Result<()> {
@@ -462,6 +467,28 @@ fn kernel(gpu: &Gpu, name: &str, m: u32) -> Result<Arc<Kernel>> {
     gpu.kernel(&format!("controller/{name}/m{m}"), || {
         (source(src, m), "main", slots.to_vec())
     })
+}
+
+/// The controllers' `tanh` and `sigmoid` (`shaders/activation.wgsl`) evaluated on the GPU at
+/// every `z`, for tests against f64: `(tanh(z), σ(z))`.
+pub fn activations(gpu: &Gpu, z: &[f32]) -> Result<(Vec<f32>, Vec<f32>)> {
+    ensure!(!z.is_empty(), "activations: no inputs");
+    let k = gpu.kernel("controller/activation_probe", || {
+        (
+            format!("{ACTIVATION}\n{ACTIVATION_PROBE}"),
+            "main",
+            vec![R, W],
+        )
+    })?;
+    let zt = gpu.upload(z, &[z.len()]);
+    let out = gpu.zeros(&[2 * z.len()]);
+    let d = Dispatch::new(gpu, &k, &[&zt.buf, &out.buf], grid_1d(z.len(), 64))?;
+    let mut rec = gpu.recorder();
+    rec.run(&d);
+    rec.submit();
+    let mut v = gpu.download(&out)?;
+    let sig = v.split_off(z.len());
+    Ok((v, sig))
 }
 
 /// Compile every controller shader variant (tests use it to check the WGSL on an adapter).
