@@ -4,8 +4,12 @@
 // Per-channel reductions are two-stage and deterministic: `*_partial` gives one invocation per
 // (row chunk, channel) that sums its chunk sequentially (no barriers, lanes read consecutive
 // channels), `*_finalize` sums the chunks of one channel in order.
-// Training statistics use shifted sums around K = x[row 0][c], which keeps Σ(x−K)² − (Σ(x−K))²/n
-// free of cancellation when |mean| ≫ std.
+// Training statistics: each chunk gives its own mean and M2 = Σ(x − mean_k)², from sums
+// shifted by the chunk's first row (so Σ(x−K)² − (Σ(x−K))²/n cancels at most a few bits,
+// even when |mean| ≫ std), and the finalize merges the chunks exactly (Chan et al.: M2 = Σ M2_k
+// + Σ n_k (mean_k − mean)²). Every finalize sums its chunks in blocks of FB (error about
+// (FB + nchunks/FB)·u instead of nchunks·u for one running sum); measured against f64 in
+// trainer/tests/precision.rs.
 //
 // MODE (template constant):
 //   apply:        0 = plain, 1 = ReLU, 2 = residual: ReLU(shortcut + dt[c] · bn(x))
@@ -23,6 +27,12 @@ struct P {
 }
 const WG: u32 = 64u;
 const MODE: u32 = {{MODE}}u;
+const FB: u32 = 32u;  // chunks per block in the finalize sums
+
+// Rows in chunk k (the last one may be short).
+fn chunk_rows(k: u32) -> f32 {
+    return f32(min(p.chunk, p.rows - k * p.chunk));
+}
 // tex4(t, i): texel i of a texture mirror, from texture.wgsl (prepended by the host); used by
 // the vec4 entries at the end of the file.
 
@@ -36,9 +46,9 @@ fn stats_partial(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workg
     if (i >= p.nchunks * p.C) { return; }
     let c = i % p.C;
     let k = i / p.C;
-    let shift = x[c];
     let r0 = k * p.chunk;
     let r1 = min(r0 + p.chunk, p.rows);
+    let shift = x[r0 * p.C + c];
     var s1 = 0.0;
     var s2 = 0.0;
     for (var r = r0; r < r1; r++) {
@@ -46,8 +56,9 @@ fn stats_partial(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workg
         s1 += d;
         s2 += d * d;
     }
-    part[k * 2u * p.C + c] = s1;
-    part[k * 2u * p.C + p.C + c] = s2;
+    let m = s1 / f32(r1 - r0);
+    part[k * 2u * p.C + c] = shift + m;
+    part[k * 2u * p.C + p.C + c] = max(s2 - s1 * m, 0.0);
 }
 
 //#entry stats_finalize
@@ -65,16 +76,27 @@ fn stats_partial(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workg
 fn stats_finalize(@builtin(global_invocation_id) g: vec3<u32>) {
     let c = g.x;
     if (c >= p.C) { return; }
+    // mean = Σ n_k·mean_k / n, then M2 from the deviations of the chunk means from it
     var s1 = 0.0;
-    var s2 = 0.0;
-    for (var k = 0u; k < p.nchunks; k++) {
-        s1 += part[k * 2u * p.C + c];
-        s2 += part[k * 2u * p.C + p.C + c];
+    for (var k0 = 0u; k0 < p.nchunks; k0 += FB) {
+        var b = 0.0;
+        for (var k = k0; k < min(k0 + FB, p.nchunks); k++) {
+            b += chunk_rows(k) * part[k * 2u * p.C + c];
+        }
+        s1 += b;
     }
     let n = f32(p.rows);
-    let m1 = s1 / n;
-    let mean = x[c] + m1;
-    let v = max(s2 / n - m1 * m1, 0.0);
+    let mean = s1 / n;
+    var m2 = 0.0;
+    for (var k0 = 0u; k0 < p.nchunks; k0 += FB) {
+        var b = 0.0;
+        for (var k = k0; k < min(k0 + FB, p.nchunks); k++) {
+            let d = part[k * 2u * p.C + c] - mean;
+            b += part[k * 2u * p.C + p.C + c] + chunk_rows(k) * d * d;
+        }
+        m2 += b;
+    }
+    let v = m2 / n;
     let invstd = 1.0 / sqrt(v + p.eps);
     saved_mean[c] = mean;
     saved_invstd[c] = invstd;
@@ -185,9 +207,15 @@ fn bwd_finalize(@builtin(global_invocation_id) g: vec3<u32>) {
     if (c >= p.C) { return; }
     var sg = 0.0;
     var sgx = 0.0;
-    for (var k = 0u; k < p.nchunks; k++) {
-        sg += part[k * 2u * p.C + c];
-        sgx += part[k * 2u * p.C + p.C + c];
+    for (var k0 = 0u; k0 < p.nchunks; k0 += FB) {
+        var bg = 0.0;
+        var bgx = 0.0;
+        for (var k = k0; k < min(k0 + FB, p.nchunks); k++) {
+            bg += part[k * 2u * p.C + c];
+            bgx += part[k * 2u * p.C + p.C + c];
+        }
+        sg += bg;
+        sgx += bgx;
     }
     var d = 1.0;
     if (MODE == 2u) {
@@ -253,9 +281,9 @@ fn stats_partial4(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_work
     if (i >= p.nchunks * c4) { return; }
     let q = i % c4;
     let k = i / c4;
-    let shift = tex4(x, q);
     let r0 = k * p.chunk;
     let r1 = min(r0 + p.chunk, p.rows);
+    let shift = tex4(x, r0 * c4 + q);
     var s1 = vec4<f32>();
     var s2 = vec4<f32>();
     for (var r = r0; r < r1; r++) {
@@ -263,8 +291,9 @@ fn stats_partial4(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_work
         s1 += d;
         s2 += d * d;
     }
-    part[k * 2u * c4 + q] = s1;
-    part[k * 2u * c4 + c4 + q] = s2;
+    let m = s1 / f32(r1 - r0);
+    part[k * 2u * c4 + q] = shift + m;
+    part[k * 2u * c4 + c4 + q] = max(s2 - s1 * m, vec4<f32>());
 }
 
 //#entry apply4

@@ -12,9 +12,14 @@ struct P {
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let e = gid.x + gid.y * nwg.x * 64u;
     if (e >= p.len) { return; }
+    // chunks in blocks of 32 (error about (32 + nchunks/32)·u, not nchunks·u)
     var s = 0.0;
-    for (var c = 0u; c < p.nchunks; c++) {
-        s += part[c * p.len + e];
+    for (var c0 = 0u; c0 < p.nchunks; c0 += 32u) {
+        var b = 0.0;
+        for (var c = c0; c < min(c0 + 32u, p.nchunks); c++) {
+            b += part[c * p.len + e];
+        }
+        s += b;
     }
     if (p.accumulate != 0u) { s += dw[e]; }
     dw[e] = s;

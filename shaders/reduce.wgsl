@@ -48,9 +48,14 @@ fn partial(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups)
 fn finalize(@builtin(global_invocation_id) g: vec3<u32>) {
     let c = g.x;
     if (c >= p.C) { return; }
+    // chunks in blocks of 32 (error about (32 + nchunks/32)·u, not nchunks·u)
     var acc = 0.0;
-    for (var k = 0u; k < p.nchunks; k++) {
-        acc += part[k * p.C + c];
+    for (var k0 = 0u; k0 < p.nchunks; k0 += 32u) {
+        var b = 0.0;
+        for (var k = k0; k < min(k0 + 32u, p.nchunks); k++) {
+            b += part[k * p.C + c];
+        }
+        acc += b;
     }
     if (MODE == 1u) {
         out[c] = out[c] + p.scale * acc;

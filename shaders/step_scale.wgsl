@@ -61,9 +61,14 @@ fn bwd_partial(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgro
 fn bwd_finalize(@builtin(global_invocation_id) g: vec3<u32>) {
     let c = g.x;
     if (c >= p.C) { return; }
+    // chunks in blocks of 32 (error about (32 + nchunks/32)·u, not nchunks·u)
     var acc = 0.0;
-    for (var k = 0u; k < p.nchunks; k++) {
-        acc += part[k * p.C + c];
+    for (var k0 = 0u; k0 < p.nchunks; k0 += 32u) {
+        var b = 0.0;
+        for (var k = k0; k < min(k0 + 32u, p.nchunks); k++) {
+            b += part[k * p.C + c];
+        }
+        acc += b;
     }
     ddt[c] = acc;
 }
