@@ -29,9 +29,10 @@ pub struct KernelArgs {
     /// Only the shapes whose name contains this (e.g. `stem`, `@8`).
     #[arg(long)]
     pub only: Option<String>,
-    /// Which network's conv shapes: `resnet20` (default) or `imagenet` (ResNet-50's 7×7
+    /// Which network's conv shapes: `resnet20` (default), `imagenet` (ResNet-50's 7×7
     /// stride-2 stem, its 1×1 and stride-2 1×1 convs, and a 3×3 of similar FLOPs to the stem;
-    /// use a small `--batch`).
+    /// use a small `--batch`) or `resnext` (ResNeXt-29 8×16d's grouped 3×3 convs, each with
+    /// the ungrouped conv of its shape for comparison).
     #[arg(long, default_value = "resnet20")]
     pub shapes: String,
     /// Also time every kernel with this tile (same syntax as `--tile`), alternating with the
@@ -125,6 +126,26 @@ pub fn imagenet_convs(n: usize) -> Vec<(&'static str, ConvShape, usize)> {
             1,
         ),
         ("3x3 128->128 @28", sq(n, 28, 128, 128, 3, 1, 1), 4),
+    ]
+}
+
+/// ResNeXt-29 (8×16d, CIFAR) grouped 3×3 convolutions at batch `n`, each next to the
+/// ungrouped conv of the same shape, so GF/s compare per FLOP: cardinality 8 of width 16,
+/// 32 and 64 per group at 32, 16 and 8 pixels (the stride-2 grouped convs open stages 2, 3).
+pub fn resnext_convs(n: usize) -> Vec<(&'static str, ConvShape, usize)> {
+    let c = |hw, ch, stride, groups| ConvShape {
+        groups,
+        ..ConvShape::square(n, hw, ch, ch, 3, stride, 1)
+    };
+    vec![
+        ("g8 3x3 128 @32", c(32, 128, 1, 8), 3),
+        ("3x3 128 @32 (ungrouped)", c(32, 128, 1, 1), 0),
+        ("g8 3x3/2 256 @32", c(32, 256, 2, 8), 1),
+        ("g8 3x3 256 @16", c(16, 256, 1, 8), 2),
+        ("3x3 256 @16 (ungrouped)", c(16, 256, 1, 1), 0),
+        ("g8 3x3/2 512 @16", c(16, 512, 2, 8), 1),
+        ("g8 3x3 512 @8", c(8, 512, 1, 8), 2),
+        ("3x3 512 @8 (ungrouped)", c(8, 512, 1, 1), 0),
     ]
 }
 
@@ -272,7 +293,8 @@ pub fn kernels(gpu: &Gpu, args: &KernelArgs) -> Result<()> {
     let shapes = match args.shapes.as_str() {
         "resnet20" => resnet20_convs(args.batch),
         "imagenet" => imagenet_convs(args.batch),
-        other => anyhow::bail!("--shapes '{other}': expected resnet20 or imagenet"),
+        "resnext" => resnext_convs(args.batch),
+        other => anyhow::bail!("--shapes '{other}': expected resnet20, imagenet or resnext"),
     };
     for (name, s, mult) in shapes {
         if args
@@ -407,10 +429,10 @@ pub fn kernels(gpu: &Gpu, args: &KernelArgs) -> Result<()> {
         total_flop += m * c.flops;
         per_kind[c.pass] += m * t.wall;
     }
-    let what = if args.shapes == "resnet20" {
-        "ResNet-20 step, all convs"
-    } else {
-        "the listed ResNet-50 convs (a sample, not the whole net)"
+    let what = match args.shapes.as_str() {
+        "resnet20" => "ResNet-20 step, all convs",
+        "resnext" => "ResNeXt-29's grouped 3×3 convs (the ungrouped ones, x0, are for comparison)",
+        _ => "the listed ResNet-50 convs (a sample, not the whole net)",
     };
     println!(
         "\n{what} fwd + dX + dW with multiplicities: {:.1} ms ({:.1} GF/s; \
