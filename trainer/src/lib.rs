@@ -9,6 +9,7 @@ pub mod gpu;
 pub mod model;
 pub mod net;
 pub mod reference;
+pub mod report;
 pub mod rng;
 pub mod tools;
 pub mod train;

@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use tsc_trainer::config::TrainConfig;
 use tsc_trainer::gpu::{list_adapters, Gpu};
+use tsc_trainer::report::Format;
 use tsc_trainer::train::{self, TrainRun};
 
 #[derive(Parser)]
@@ -42,6 +43,12 @@ enum Cmd {
         model: PathBuf,
         /// PNG or JPEG files (resized and center-cropped to the model's input).
         images: Vec<PathBuf>,
+        /// Also print every class's logit and probability (full precision) under each file.
+        #[arg(long)]
+        logits: bool,
+        /// text (default) | json | csv; json and csv carry every logit and probability.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Architecture, parameters and GFLOPs for training and inference (paper Tables 2 and 3),
     /// of a model file, or of an architecture (`--arch NAME --steps MODE`, no file needed).
@@ -349,6 +356,9 @@ struct EvalArgs {
     /// Run on the CPU through core even for a checkpoint.
     #[arg(long)]
     cpu: bool,
+    /// text (default, 4 decimals) | json | csv (loss and error at full precision).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
 }
 
 fn main() {
@@ -416,18 +426,16 @@ fn run(cli: Cli) -> Result<()> {
             cfg.validate()?;
             let g = if a.cpu { None } else { Some(gpu()?) };
             let s = train::eval(g.as_ref(), &a.model, &cfg)?;
-            println!(
-                "{}: {} test images, loss {:.4}, top-1 error {:.2}% (accuracy {:.2}%)",
-                a.model.display(),
-                s.samples,
-                s.loss,
-                100.0 * s.err,
-                100.0 * (1.0 - s.err)
-            );
+            print!("{}", s.render(&a.model, &cfg.dataset, a.format));
             Ok(())
         }
         Cmd::Export { checkpoint, out } => tsc_trainer::tools::export(&checkpoint, &out),
-        Cmd::Predict { model, images } => tsc_trainer::tools::predict(&model, &images),
+        Cmd::Predict {
+            model,
+            images,
+            logits,
+            format,
+        } => tsc_trainer::tools::predict(&model, &images, format, logits),
         Cmd::Info {
             model,
             arch,

@@ -2,8 +2,9 @@
 //! `steps`), so a user can check an export on any machine.
 
 use crate::model::{describe_arch, write_atomic};
+use crate::report::{csv_field, json_nums, json_str, softmax_f64, Format};
 use anyhow::{anyhow, bail, Context, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tsc_core::arch::{Arch, BlockPart, BnField, ModelKind, StepMode, TensorId};
 use tsc_core::layers::Conv2d;
 use tsc_core::Model;
@@ -54,9 +55,9 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
     e.into_iter().map(|v| v / s).collect()
 }
 
-/// Classify image files with core on the CPU: `(class, probability)` per file. Images are
-/// resized and center-cropped to the model's input like an image-folder dataset.
-pub fn classify(model_bytes: &[u8], images: &[std::path::PathBuf]) -> Result<Vec<(usize, f32)>> {
+/// Every class's logit for each image file, through core on the CPU. Images are resized and
+/// center-cropped to the model's input like an image-folder dataset.
+pub fn classify_logits(model_bytes: &[u8], images: &[PathBuf]) -> Result<Vec<Vec<f32>>> {
     let m = Model::parse(model_bytes).map_err(|e| anyhow!("{e}"))?;
     let a = *m.arch();
     let mut scratch = vec![0.0f32; m.scratch_len()];
@@ -68,27 +69,130 @@ pub fn classify(model_bytes: &[u8], images: &[std::path::PathBuf]) -> Result<Vec
         let input: Vec<f32> = pixels.iter().map(|&v| v as f32 / 255.0).collect();
         tsc_core::infer(&m, &input, &mut scratch, &mut logits)
             .map_err(|e| anyhow!("inference failed on {}: {e:?}", path.display()))?;
-        let best = tsc_core::layers::argmax(&logits).unwrap_or(0);
-        out.push((best, softmax(&logits)[best]));
+        out.push(logits.clone());
     }
     Ok(out)
 }
 
-/// `trainer predict MODEL IMAGE...`: classify image files with core on the CPU.
-pub fn predict(model_path: &Path, images: &[std::path::PathBuf]) -> Result<()> {
+/// Classify image files with core on the CPU: `(class, probability)` per file.
+pub fn classify(model_bytes: &[u8], images: &[PathBuf]) -> Result<Vec<(usize, f32)>> {
+    Ok(classify_logits(model_bytes, images)?
+        .iter()
+        .map(|l| {
+            let best = tsc_core::layers::argmax(l).unwrap_or(0);
+            (best, softmax(l)[best])
+        })
+        .collect())
+}
+
+/// The class names of a model, the index where a class has none.
+fn class_names(m: &Model) -> Vec<String> {
+    (0..m.arch().classes)
+        .map(|c| {
+            m.class_name(c)
+                .filter(|s| !s.is_empty())
+                .map_or(c.to_string(), str::to_string)
+        })
+        .collect()
+}
+
+/// What `predict` prints: the model, its class names and each file's logits.
+pub struct Predictions {
+    pub model: PathBuf,
+    pub classes: Vec<String>,
+    pub images: Vec<(PathBuf, Vec<f32>)>,
+}
+
+impl Predictions {
+    /// The output in `format`; `logits` adds every class's logit and probability to the text
+    /// form (JSON and CSV always carry them).
+    pub fn render(&self, format: Format, logits: bool) -> String {
+        match format {
+            Format::Text => self.text(logits),
+            Format::Json => self.json(),
+            Format::Csv => self.csv(),
+        }
+    }
+
+    fn best(l: &[f32]) -> usize {
+        tsc_core::layers::argmax(l).unwrap_or(0)
+    }
+
+    fn text(&self, logits: bool) -> String {
+        let mut out = String::new();
+        for (path, l) in &self.images {
+            let best = Self::best(l);
+            let p = softmax(l)[best];
+            out += &format!(
+                "{}: {} ({:.1}%)\n",
+                path.display(),
+                self.classes[best],
+                100.0 * p
+            );
+            if logits {
+                for (c, (z, p)) in l.iter().zip(softmax_f64(l)).enumerate() {
+                    out += &format!("  {}: logit {z} probability {p}\n", self.classes[c]);
+                }
+            }
+        }
+        out
+    }
+
+    fn json(&self) -> String {
+        let names: Vec<String> = self.classes.iter().map(|s| json_str(s)).collect();
+        let images: Vec<String> = self
+            .images
+            .iter()
+            .map(|(path, l)| {
+                let best = Self::best(l);
+                format!(
+                    "    {{\"file\": {}, \"predicted\": {best}, \"name\": {}, \"logits\": {}, \"probabilities\": {}}}",
+                    json_str(&path.to_string_lossy()),
+                    json_str(&self.classes[best]),
+                    json_nums(l),
+                    json_nums(&softmax_f64(l))
+                )
+            })
+            .collect();
+        format!(
+            "{{\n  \"model\": {},\n  \"classes\": [{}],\n  \"images\": [\n{}\n  ]\n}}\n",
+            json_str(&self.model.to_string_lossy()),
+            names.join(", "),
+            images.join(",\n")
+        )
+    }
+
+    /// Long form, one row per (file, class): what a data frame reads without reshaping.
+    fn csv(&self) -> String {
+        let mut out = String::from("file,predicted,class,name,logit,probability\n");
+        for (path, l) in &self.images {
+            let (file, best) = (csv_field(&path.to_string_lossy()), Self::best(l));
+            for (c, (z, p)) in l.iter().zip(softmax_f64(l)).enumerate() {
+                let name = csv_field(&self.classes[c]);
+                out += &format!("{file},{best},{c},{name},{z},{p}\n");
+            }
+        }
+        out
+    }
+}
+
+/// `trainer predict MODEL IMAGE... [--logits] [--format text|json|csv]`: classify image files
+/// with core on the CPU.
+pub fn predict(model_path: &Path, images: &[PathBuf], format: Format, logits: bool) -> Result<()> {
     if images.is_empty() {
         bail!("no image given: trainer predict MODEL IMAGE...");
     }
     let bytes = read_model(model_path)?;
-    let m = parse(&bytes);
-    for (path, (class, p)) in images.iter().zip(classify(&bytes, images)?) {
-        let name = m
-            .class_name(class)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .unwrap_or(class.to_string());
-        println!("{}: {} ({:.1}%)", path.display(), name, 100.0 * p);
-    }
+    let p = Predictions {
+        model: model_path.to_path_buf(),
+        classes: class_names(&parse(&bytes)),
+        images: images
+            .iter()
+            .cloned()
+            .zip(classify_logits(&bytes, images)?)
+            .collect(),
+    };
+    print!("{}", p.render(format, logits));
     Ok(())
 }
 
@@ -274,7 +378,7 @@ pub fn block_steps(bytes: &[u8]) -> Result<Vec<(usize, usize, Vec<f32>)>> {
 /// Table 4) of each checkpoint; the full vectors as CSV (`stage,block,channel,dt` for one
 /// checkpoint, with a leading `checkpoint` column for several) and the per-block mean with its
 /// min–max band as a PNG.
-pub fn steps(paths: &[std::path::PathBuf], csv: Option<&Path>, png: Option<&Path>) -> Result<()> {
+pub fn steps(paths: &[PathBuf], csv: Option<&Path>, png: Option<&Path>) -> Result<()> {
     if paths.is_empty() {
         bail!("no checkpoint given: trainer steps CHECKPOINT...");
     }

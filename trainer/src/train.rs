@@ -11,6 +11,7 @@ use crate::data::{self, Dataset, Loader, LoaderConfig, Normalization};
 use crate::gpu::Gpu;
 use crate::model::{arch_for, describe_arch, write_atomic, HostModel, HostTensor};
 use crate::net::{GpuModel, Graph, Mode};
+use crate::report::{csv_field, json_num, json_str, Format};
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
@@ -109,6 +110,42 @@ impl Evaluator {
             err: 1.0 - (c1 + c2) as f64 / n as f64,
             samples: n1 + n2,
         })
+    }
+}
+
+impl EvalStats {
+    /// What `trainer eval` prints: the table line (4 decimals) or, as JSON or CSV, loss and
+    /// error at full precision.
+    pub fn render(&self, model: &Path, dataset: &str, format: Format) -> String {
+        let m = model.to_string_lossy();
+        match format {
+            Format::Text => format!(
+                "{}: {} test images, loss {:.4}, top-1 error {:.2}% (accuracy {:.2}%)\n",
+                model.display(),
+                self.samples,
+                self.loss,
+                100.0 * self.err,
+                100.0 * (1.0 - self.err)
+            ),
+            Format::Json => format!(
+                "{{\"model\": {}, \"dataset\": {}, \"split\": \"test\", \"samples\": {}, \"loss\": {}, \"error\": {}, \"accuracy\": {}}}\n",
+                json_str(&m),
+                json_str(dataset),
+                self.samples,
+                json_num(self.loss),
+                json_num(self.err),
+                json_num(1.0 - self.err)
+            ),
+            Format::Csv => format!(
+                "model,dataset,split,samples,loss,error,accuracy\n{},{},test,{},{},{},{}\n",
+                csv_field(&m),
+                csv_field(dataset),
+                self.samples,
+                self.loss,
+                self.err,
+                1.0 - self.err
+            ),
+        }
     }
 }
 
