@@ -47,6 +47,7 @@ pub fn train_into(
             resume,
             quiet: true,
             stop_after,
+            save_init: false,
         },
     )
     .unwrap();

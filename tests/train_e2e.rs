@@ -24,6 +24,7 @@ fn loss_falls_on_digits() {
             resume: false,
             quiet: true,
             stop_after: None,
+            save_init: false,
         },
     )
     .unwrap();

@@ -26,6 +26,7 @@ pub fn run(gpu: &Gpu, cfg: &TrainConfig) -> Result<()> {
             resume: false,
             quiet: true,
             stop_after: Some(0),
+            save_init: false,
         },
     );
     let _ = std::fs::remove_dir_all(&dir);

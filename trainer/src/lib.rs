@@ -6,6 +6,7 @@ pub mod bench_train;
 pub mod config;
 pub mod data;
 pub mod gpu;
+pub mod grad;
 pub mod model;
 pub mod net;
 pub mod reference;

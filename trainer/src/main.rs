@@ -99,6 +99,9 @@ enum Cmd {
     /// Depth sweep (paper Fig. 5): train each step mode at each depth with the same budget;
     /// OUT/sweep.csv and OUT/sweep.png of test accuracy against depth.
     Sweep(SweepArgs),
+    /// Loss and gradient of every parameter for one training batch (GPU), written in the
+    /// model format under the checkpoint's tensor names (see docs/TRAINING.md).
+    Grad(GradArgs),
     /// List the GPU adapters wgpu sees, with backend and limits.
     Devices,
     /// Benchmarks.
@@ -214,6 +217,9 @@ struct TrainArgs {
     /// CPU threads preparing batches.
     #[arg(long)]
     workers: Option<usize>,
+    /// Write the initialised model to RUN/init.tscm (checkpoint format) before the first step.
+    #[arg(long)]
+    save_init: bool,
 }
 
 impl TrainArgs {
@@ -340,6 +346,40 @@ struct SweepArgs {
 }
 
 #[derive(Args)]
+struct GradArgs {
+    /// Checkpoint (a run's checkpoint.tscm or init.tscm); only read.
+    checkpoint: PathBuf,
+    /// Output file for the gradients (model format; must not be the checkpoint).
+    #[arg(long)]
+    out: PathBuf,
+    /// Dataset flags as for `eval`; default: the config.toml beside the checkpoint. The
+    /// training split is used.
+    #[arg(long)]
+    dataset: Option<String>,
+    /// Dataset location, as for `train`.
+    #[arg(long)]
+    data: Option<String>,
+    /// Images in the batch (default: the run's batch).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Seed of the shuffled order and augmentation (default: the run's seed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// auto | on | off (default: the run's; ignored with --no-shuffle).
+    #[arg(long)]
+    augment: Option<String>,
+    /// Epoch whose order is drawn.
+    #[arg(long, default_value_t = 0)]
+    epoch: u64,
+    /// Batch index within the epoch (0: the first step).
+    #[arg(long, default_value_t = 0)]
+    step: usize,
+    /// Dataset order, no augmentation: --step 0 is the first N images of the training split.
+    #[arg(long)]
+    no_shuffle: bool,
+}
+
+#[derive(Args)]
 struct EvalArgs {
     /// Checkpoint or exported model.
     model: PathBuf,
@@ -392,6 +432,7 @@ fn run(cli: Cli) -> Result<()> {
                     resume: a.resume.is_some(),
                     quiet: false,
                     stop_after: None,
+                    save_init: a.save_init,
                 },
             )?;
             if let Some(s) = stats.last() {
@@ -499,6 +540,9 @@ fn run(cli: Cli) -> Result<()> {
                 .map(|_| ())
         }
         Cmd::Sweep(a) => {
+            if a.train.save_init {
+                bail!("--save-init: train one run with `trainer train --save-init`, not a sweep");
+            }
             if a.train.resume.is_some() || a.train.depth.is_some() || a.train.steps.is_some() {
                 bail!("sweep: use --depths and --modes (not --depth/--steps/--resume); an interrupted sweep resumes when run again");
             }
@@ -511,6 +555,7 @@ fn run(cli: Cli) -> Result<()> {
             tsc_trainer::analysis::sweep::command(&gpu()?, &cfg, &a.depths, &a.modes, &out)
                 .map(|_| ())
         }
+        Cmd::Grad(a) => grad(gpu, a),
         Cmd::Devices => devices(),
         Cmd::Bench {
             what: Bench::Kernels(args),
@@ -521,6 +566,9 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Bench {
             what: Bench::Compile(args),
         } => {
+            if args.train.save_init {
+                bail!("--save-init: bench compile trains nothing");
+            }
             let cfg = args.train.config()?;
             if args.cold {
                 let dir = std::env::temp_dir()
@@ -536,6 +584,44 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
     }
+}
+
+fn grad(gpu: impl FnOnce() -> Result<Gpu>, a: GradArgs) -> Result<()> {
+    let mut cfg = tsc_trainer::analysis::dataset_config(
+        &a.checkpoint,
+        a.dataset.as_deref(),
+        a.data.as_deref(),
+        a.batch,
+    )?;
+    if let Some(s) = a.seed {
+        cfg.seed = s;
+    }
+    if let Some(v) = a.augment {
+        cfg.augment = v;
+    }
+    cfg.validate()?;
+    let o = tsc_trainer::grad::GradOptions {
+        batch: cfg.batch,
+        seed: cfg.seed,
+        epoch: a.epoch,
+        step: a.step,
+        shuffle: !a.no_shuffle,
+    };
+    // Path mistakes first: they need no GPU.
+    tsc_trainer::grad::check_out(&a.checkpoint, &a.out)?;
+    let g = tsc_trainer::grad::command(&gpu()?, &a.checkpoint, &cfg, &o, &a.out)?;
+    let order = if o.shuffle {
+        format!("epoch {} step {} of seed {}", o.epoch, o.step, o.seed)
+    } else {
+        format!("batch {} in dataset order", o.step)
+    };
+    println!(
+        "loss {} over {} training images ({order}); gradients -> {}",
+        g.loss,
+        g.indices.len(),
+        a.out.display()
+    );
+    Ok(())
 }
 
 fn devices() -> Result<()> {

@@ -20,6 +20,8 @@ use std::time::Instant;
 use tsc_core::arch::{Arch, ModelKind, Shape3};
 
 pub const CHECKPOINT: &str = "checkpoint.tscm";
+/// The initialised model before the first step (`train --save-init`), in the checkpoint format.
+pub const INIT_CHECKPOINT: &str = "init.tscm";
 pub const CONFIG: &str = "config.toml";
 pub const METRICS: &str = "metrics.csv";
 const METRICS_HEADER: &str =
@@ -171,11 +173,16 @@ pub struct TrainRun<'a> {
     /// Stop after this many finished epochs, as an interruption would (the schedule still
     /// spans `cfg.epochs`). `None`: run to the end.
     pub stop_after: Option<usize>,
+    /// Write the initialised model to `run_dir/init.tscm` before the first step (new runs).
+    pub save_init: bool,
 }
 
 /// Train (or resume) a run; returns the per-epoch statistics of this call.
 pub fn train(cfg: &TrainConfig, run: &TrainRun) -> Result<Vec<EpochStats>> {
     cfg.validate()?;
+    if run.resume && run.save_init {
+        bail!("--save-init writes the initial state of a new run; a resumed run started long ago");
+    }
     let gpu = run.gpu;
     let (train_ds, test_ds) = data::load(&cfg.dataset_spec()?)?;
     if train_ds.is_empty() || test_ds.is_empty() {
@@ -206,6 +213,13 @@ pub fn train(cfg: &TrainConfig, run: &TrainRun) -> Result<Vec<EpochStats>> {
     std::fs::create_dir_all(&run.run_dir)
         .with_context(|| format!("cannot create run folder {}", run.run_dir.display()))?;
     write_atomic(&run.run_dir.join(CONFIG), cfg.to_toml().as_bytes())?;
+    if run.save_init {
+        let p = run.run_dir.join(INIT_CHECKPOINT);
+        host.save(&p)?;
+        if !run.quiet {
+            println!("initial state: {}", p.display());
+        }
+    }
     let metrics_path = run.run_dir.join(METRICS);
     if !run.resume || !metrics_path.exists() {
         write_atomic(&metrics_path, METRICS_HEADER.as_bytes())?;
@@ -239,13 +253,10 @@ pub fn train(cfg: &TrainConfig, run: &TrainRun) -> Result<Vec<EpochStats>> {
         norm,
         LoaderConfig::eval(batch.min(test_n)),
     )?;
-    let steps = match cfg.max_steps {
-        0 => train_loader.batches_per_epoch(),
-        n => n.min(train_loader.batches_per_epoch()),
-    };
+    let steps = steps_per_epoch(cfg, train_loader.batches_per_epoch());
     // The whole run's steps (not what is left of it), so a resumed run picks the kernels the
     // interrupted one had.
-    gpu.set_expected_images((cfg.epochs * steps * batch) as u64);
+    gpu.set_expected_images(run_images(cfg, train_loader.batches_per_epoch(), batch));
     let m = GpuModel::new(gpu, &host, cfg.momentum, cfg.weight_decay)?;
     let g = Graph::new(gpu, &m, batch, Mode::Train)?;
     let eval = Evaluator::new(gpu, &m, batch.min(test_n), test_n)?;
@@ -326,6 +337,22 @@ pub fn train(cfg: &TrainConfig, run: &TrainRun) -> Result<Vec<EpochStats>> {
         out.push(st);
     }
     Ok(out)
+}
+
+/// Training steps per epoch: all batches, or `max_steps` of them.
+fn steps_per_epoch(cfg: &TrainConfig, batches: usize) -> usize {
+    match cfg.max_steps {
+        0 => batches,
+        n => n.min(batches),
+    }
+}
+
+/// Images the whole run passes through its training graph. On CPU adapters this picks the
+/// conv tiles (`Gpu::set_expected_images`), and the tile sets the order of the weight
+/// gradients' sums: `trainer grad` uses the same number to compute the gradient the run's
+/// steps compute.
+pub fn run_images(cfg: &TrainConfig, batches_per_epoch: usize, batch: usize) -> u64 {
+    (cfg.epochs * steps_per_epoch(cfg, batches_per_epoch) * batch) as u64
 }
 
 fn append_metrics(path: &Path, s: &EpochStats) -> Result<()> {

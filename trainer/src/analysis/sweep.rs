@@ -101,6 +101,7 @@ pub fn sweep(
                 resume,
                 quiet,
                 stop_after: None,
+                save_init: false,
             };
             if resume {
                 // A finished run's config may have fewer epochs than asked: extend it.
