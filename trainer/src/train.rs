@@ -2,7 +2,8 @@
 //!
 //! A run folder holds `config.toml` (the configuration actually used), `checkpoint.tscm`
 //! (core's format, rewritten atomically after every epoch, with SGD momentum as `opt.*` and
-//! the number of finished epochs as `meta.epoch`) and `metrics.csv` (one row per epoch).
+//! the number of finished epochs as `meta.epoch`), `metrics.csv` (one row per epoch) and, with
+//! `--save-init`, `init.tscm` (the initialised model, written before the first step).
 //! `--resume RUN` reloads all three and continues exactly where the run stopped: batches
 //! depend only on (seed, epoch, batch index), so a resumed run repeats the same steps.
 
@@ -181,7 +182,7 @@ pub struct TrainRun<'a> {
 pub fn train(cfg: &TrainConfig, run: &TrainRun) -> Result<Vec<EpochStats>> {
     cfg.validate()?;
     if run.resume && run.save_init {
-        bail!("--save-init writes the initial state of a new run; a resumed run started long ago");
+        bail!("--save-init applies to a new run, not to --resume (its initial state was gone after its first step)");
     }
     let gpu = run.gpu;
     let (train_ds, test_ds) = data::load(&cfg.dataset_spec()?)?;
