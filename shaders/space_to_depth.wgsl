@@ -71,13 +71,9 @@ fn input(@builtin(global_invocation_id) g: vec3<u32>) {
             }
         }
     }
-    // the zero channels up to CP (and a partly filled last vec4)
+    // CP rounds s²·cin up to a multiple of 4: at most one partly filled vec4 remains
     if (c % 4u != 0u) {
         xs[o + c / 4u] = buf;
-        c += 4u - c % 4u;
-    }
-    for (; c < p.cp; c += 4u) {
-        xs[o + c / 4u] = vec4<f32>(0.0);
     }
 }
 

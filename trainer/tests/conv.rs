@@ -134,12 +134,13 @@ fn shapes() -> Vec<ConvShape> {
         c(2, 5, 4, 1, 4, 3, 3, 1, 1, 1),
         c(1, 5, 6, 2, 12, 3, 3, 1, 2, 1),
         // space-to-depth (`space_to_depth::applies`): the ImageNet stem (7×7, stride 2, pad
-        // 3, one tap prepended) on an odd-sized RGB input; stride 3 with 2 channels (18
-        // channels padded to 20: a partial vec4 and a zero one) and trailing input rows no
-        // output reads; one channel, an even pad (no tap prepended)
+        // 3, one tap prepended) on an odd-sized RGB input; stride 3 on one channel (9 of 12
+        // channels real: a partial vec4; two taps prepended) with trailing input rows and
+        // columns no output reads; a pad that is a whole block (no tap prepended). Their
+        // inner convs have 12 channels and at most 8 outputs, as the stem's: no new kernels.
         c(2, 13, 11, 3, 8, 7, 7, 2, 3, 1),
-        c(2, 12, 10, 2, 5, 5, 5, 3, 0, 1),
-        c(1, 12, 9, 1, 4, 7, 7, 2, 2, 1),
+        c(2, 13, 10, 1, 8, 7, 7, 3, 1, 1),
+        c(1, 12, 9, 3, 6, 7, 7, 2, 2, 1),
     ]
 }
 

@@ -6,11 +6,12 @@
 //! n·u at worst; blocked or pairwise sums stay near log₂n·u.
 //!
 //! The table (max and RMS per kernel) is printed; `PRECISION_BATCH` sets the batch (default
-//! 16 in CI; 128 is ResNet-20's training batch), `PRECISION_SEED` replays a run.
+//! 16 in CI; 128 is ResNet-20's training batch), `PRECISION_LONG=1` takes a long run's conv
+//! tiles, `PRECISION_SEED` replays a run.
 
 use tsc_trainer::gpu::conv::{
-    conv_backward_data_with, conv_backward_weights_with, conv_forward_with, default_tile,
-    ConvShape, Pass,
+    budget_tile_for, conv_backward_data_with, conv_backward_weights_with, conv_forward_with,
+    default_tile, ConvShape, Pass, Tile,
 };
 use tsc_trainer::gpu::norm::{self, BnGrad, BnShape, Epilogue};
 use tsc_trainer::gpu::{Dispatch, Gpu, Tensor};
@@ -97,6 +98,18 @@ fn row(name: &str, terms: usize, got: &[f64], want: &[f64], scale: &[f64]) -> Ro
     }
 }
 
+/// The conv tiles measured: a long run's (`PRECISION_LONG=1`, what training ResNet-20 on all
+/// of CIFAR-10 takes), else a short run's (the capped tiles `trainer/tests/conv.rs` has
+/// already compiled, so CI spends no JIT here). The sums run in the same order in both; dW's
+/// chunk lengths differ.
+fn tile(gpu: &Gpu, pass: Pass, s: &ConvShape) -> Tile {
+    if std::env::var("PRECISION_LONG").as_deref() == Ok("1") {
+        default_tile(gpu, pass, s)
+    } else {
+        budget_tile_for(gpu.is_cpu(), pass, s, 1)
+    }
+}
+
 /// Conv forward, backward to input and to weights at one shape.
 fn conv_rows(gpu: &Gpu, rng: &mut Rng, label: &str, s: ConvShape) -> Vec<Row> {
     // x as after a ReLU (non-negative) and gradients with a common sign component, so that
@@ -115,22 +128,14 @@ fn conv_rows(gpu: &Gpu, rng: &mut Rng, label: &str, s: ConvShape) -> Vec<Row> {
         gpu.zeros(&s.x_shape()),
         gpu.zeros(&s.w_shape()),
     );
-    let f = conv_forward_with(
-        gpu,
-        &s,
-        default_tile(gpu, Pass::Forward, &s),
-        &tx,
-        &tw,
-        None,
-        &ty,
-    );
+    let f = conv_forward_with(gpu, &s, tile(gpu, Pass::Forward, &s), &tx, &tw, None, &ty);
     run(gpu, &f.unwrap());
-    let t = default_tile(gpu, Pass::BackwardData, &s);
+    let t = tile(gpu, Pass::BackwardData, &s);
     run(
         gpu,
         &conv_backward_data_with(gpu, &s, t, &tdy, &tw, &tdx).unwrap(),
     );
-    let t = default_tile(gpu, Pass::BackwardWeights, &s);
+    let t = tile(gpu, Pass::BackwardWeights, &s);
     let ds = conv_backward_weights_with(gpu, &s, t, &tx, &tdy, &tdw, false).unwrap();
     run(gpu, &ds);
     let taps = s.kh * s.kw * s.cin;

@@ -1494,16 +1494,29 @@ pub fn conv_backward_weights(
     conv_backward_weights_with(gpu, s, tile, x, dy, dw, accumulate)
 }
 
+/// Pixels one invocation of the backward-to-weights sums in one running sum, at most: its
+/// rounding grows like √chunk·u for terms of one sign (`trainer/tests/precision.rs`, batch
+/// 128): short-run tiles summed 64->64 @8's 8192 pixels in one chunk, 50 u; now 3.9 u. Long-run
+/// tiles' 2300-pixel chunks at 16->16 @32: 5.4 u, now 2.2 u. Cost: dW 0.87–0.94× the GF/s at
+/// ResNet-20's shapes (more partial sums to write and reduce; 256 cost 0.8×).
+const MAX_WEIGHT_CHUNK: usize = 512;
+/// Partial-sum floats the backward-to-weights may allocate (64 MiB); above it chunks grow.
+const MAX_WEIGHT_PARTIALS: usize = 16 << 20;
+
 /// How many pixel chunks the backward-to-weights splits its reduction into: enough
-/// invocations to fill the device, chunks long enough that the partial sums stay small.
+/// invocations to fill the device, chunks short enough to keep the sums accurate
+/// (`MAX_WEIGHT_CHUNK`), long enough that the partial sums stay small.
 pub fn weight_chunks(gpu: &Gpu, s: &ConvShape, tile: Tile) -> (usize, usize) {
     let (cg, cog) = (s.cin / s.groups, s.cout / s.groups);
     let tiles =
         s.kh * s.kw * cg.div_ceil(tile.tn as usize) * cog.div_ceil(tile.tm as usize) * s.groups;
     let pix = s.n * s.out_h() * s.out_w();
     let (target, min_chunk): (usize, usize) = if gpu.is_cpu() { (512, 64) } else { (32768, 32) };
+    let len = s.cout * s.kh * s.kw * cg;
     let nchunks = target
         .div_ceil(tiles)
+        .max(pix.div_ceil(MAX_WEIGHT_CHUNK))
+        .min(MAX_WEIGHT_PARTIALS / len.max(1))
         .clamp(1, pix.div_ceil(min_chunk).max(1));
     let chunk = pix.div_ceil(nchunks);
     (pix.div_ceil(chunk), chunk)
