@@ -206,6 +206,12 @@ fn fmt_opt(v: Option<f64>) -> String {
 
 /// Time the conv kernels at ResNet-20's shapes and a square GEMM as the device's ceiling.
 pub fn kernels(gpu: &Gpu, args: &KernelArgs) -> Result<()> {
+    anyhow::ensure!(
+        args.batch >= 1,
+        "--batch {}: must be at least 1",
+        args.batch
+    );
+    anyhow::ensure!(args.reps >= 1, "--reps {}: must be at least 1", args.reps);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     println!(
         "device: {}, batch {}, reps {}",

@@ -45,8 +45,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// warmed up first, then timed in interleaved rounds (mode 1, mode 2, ..., mode 1, ...), so a
 /// drift of the machine's speed hits every mode alike.
 pub fn run(gpu: &Gpu, a: &TrainBenchArgs) -> Result<()> {
+    anyhow::ensure!(a.batch >= 1, "--batch {}: must be at least 1", a.batch);
+    anyhow::ensure!(a.reps >= 1, "--reps {}: must be at least 1", a.reps);
     println!("device: {}", gpu.describe());
-    let reps = a.reps.max(1);
+    let reps = a.reps;
     println!(
         "{} depth {} batch {} on random 32x32x3 CIFAR-shaped data, median of {reps} interleaved rounds",
         a.arch, a.depth, a.batch

@@ -402,10 +402,65 @@ struct EvalArgs {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    private_runtime_dir();
+    let cli = parse();
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+/// The command line, with negative numbers accepted as values (`--lr -1`) so that each
+/// flag's own check names what is wrong, instead of clap's "unexpected argument '-1'".
+fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = allow_negative_values(Cli::command()).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+fn allow_negative_values(cmd: clap::Command) -> clap::Command {
+    let subs: Vec<String> = cmd
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    let mut cmd = cmd.mut_args(|a| {
+        if a.get_action().takes_values() {
+            a.allow_negative_numbers(true)
+        } else {
+            a
+        }
+    });
+    for name in subs {
+        cmd = cmd.mut_subcommand(name, allow_negative_values);
+    }
+    cmd
+}
+
+/// Mesa's Vulkan drivers print "error: XDG_RUNTIME_DIR is invalid or not set" (twice) when
+/// the variable does not name a directory, before any message of ours. When it does not,
+/// point it at a private directory (mode 0700, created once per user) so users see only the
+/// project's words. Runs first in `main`, before any thread exists to read the environment.
+fn private_runtime_dir() {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+        let valid = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .is_some_and(|d| d.is_dir());
+        if valid {
+            return;
+        }
+        let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
+            return;
+        };
+        let dir = std::env::temp_dir().join(format!("tsc-runtime-{uid}"));
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+        // Only a directory of our own, closed to others, stands in for the real one.
+        let ours = std::fs::symlink_metadata(&dir)
+            .is_ok_and(|m| m.is_dir() && m.uid() == uid && m.permissions().mode() & 0o077 == 0);
+        if ours {
+            std::env::set_var("XDG_RUNTIME_DIR", &dir);
+        }
     }
 }
 
@@ -524,6 +579,12 @@ fn run(cli: Cli) -> Result<()> {
                 .map(|_| ())
         }
         Cmd::Stability(a) => {
+            if a.iters == 0 {
+                bail!(
+                    "--iters 0: the power iteration needs at least one step (a bound from \
+                     fewer steps than it takes to converge is too low; default 200)"
+                );
+            }
             let cfg = tsc_trainer::analysis::dataset_config(
                 &a.checkpoint,
                 a.dataset.as_deref(),
