@@ -18,7 +18,7 @@
 use crate::config::TrainConfig;
 use crate::data::{self, Batch, Dataset, Loader, LoaderConfig, Normalization};
 use crate::gpu::Gpu;
-use crate::model::{HostModel, HostTensor};
+use crate::model::{check_out, HostModel, HostTensor};
 use crate::net::{GpuModel, Graph, Mode};
 use crate::train::{check_fits, run_images};
 use anyhow::{bail, Context, Result};
@@ -47,39 +47,6 @@ pub struct Gradients {
     pub indices: Vec<usize>,
     /// The checkpoint's tensors, holding gradients (see the module docs).
     pub model: HostModel,
-}
-
-/// Refuse an `--out` that is the checkpoint itself or cannot be written, before any work.
-pub fn check_out(checkpoint: &Path, out: &Path) -> Result<()> {
-    let same = match (
-        std::fs::canonicalize(checkpoint),
-        std::fs::canonicalize(out),
-    ) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    };
-    if same {
-        bail!(
-            "--out {} is the checkpoint itself: give another file (the checkpoint is never overwritten)",
-            out.display()
-        );
-    }
-    if out.is_dir() {
-        bail!("--out {} is a folder: give a file name", out.display());
-    }
-    let dir = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("--out {}: cannot create its folder", out.display()))?;
-    // A probe in the folder the atomic write will use, so a read-only folder fails now and
-    // not after the GPU work.
-    let probe = dir.join(format!(".tsc-grad-probe-{}", std::process::id()));
-    std::fs::File::create(&probe)
-        .with_context(|| format!("--out {}: cannot write in {}", out.display(), dir.display()))?;
-    let _ = std::fs::remove_file(&probe);
-    Ok(())
 }
 
 /// The batch training draws at (`epoch`, `step`), or batch `step` in dataset order.

@@ -669,7 +669,7 @@ fn grad(gpu: impl FnOnce() -> Result<Gpu>, a: GradArgs) -> Result<()> {
         shuffle: !a.no_shuffle,
     };
     // Path mistakes first: they need no GPU.
-    tsc_trainer::grad::check_out(&a.checkpoint, &a.out)?;
+    tsc_trainer::model::check_out(&a.checkpoint, &a.out)?;
     let g = tsc_trainer::grad::command(&gpu()?, &a.checkpoint, &cfg, &o, &a.out)?;
     let order = if o.shuffle {
         format!("epoch {} step {} of seed {}", o.epoch, o.step, o.seed)

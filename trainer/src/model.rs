@@ -251,6 +251,40 @@ impl HostModel {
     }
 }
 
+/// Refuse an `--out` that is the input file itself, a folder, or in a folder that cannot be
+/// written, before any work (`grad`, `export`): a command never overwrites its input.
+pub fn check_out(checkpoint: &Path, out: &Path) -> Result<()> {
+    let same = match (
+        std::fs::canonicalize(checkpoint),
+        std::fs::canonicalize(out),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        bail!(
+            "--out {} is the checkpoint itself: give another file (the checkpoint is never overwritten)",
+            out.display()
+        );
+    }
+    if out.is_dir() {
+        bail!("--out {} is a folder: give a file name", out.display());
+    }
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("--out {}: cannot create its folder", out.display()))?;
+    // A probe in the folder the atomic write will use, so a read-only folder fails now and
+    // not after the GPU work.
+    let probe = dir.join(format!(".tsc-grad-probe-{}", std::process::id()));
+    std::fs::File::create(&probe)
+        .with_context(|| format!("--out {}: cannot write in {}", out.display(), dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 /// Write `bytes` to `path` through a temporary file in the same folder and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;

@@ -1,7 +1,7 @@
 //! Commands that need no GPU: they run `core` on the CPU (`export`, `predict`, `info`,
 //! `steps`), so a user can check an export on any machine.
 
-use crate::model::{describe_arch, write_atomic};
+use crate::model::{check_out, describe_arch, write_atomic};
 use crate::report::{csv_field, json_nums, json_str, softmax_f64, Format};
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -23,6 +23,7 @@ fn parse(bytes: &[u8]) -> Model<'_> {
 
 /// `trainer export CHECKPOINT --out MODEL`: fold BN and Δt into a plain ResNet.
 pub fn export(checkpoint: &Path, out: &Path) -> Result<()> {
+    check_out(checkpoint, out)?;
     let bytes = read_model(checkpoint)?;
     let ck = parse(&bytes);
     if ck.kind() != ModelKind::Checkpoint {

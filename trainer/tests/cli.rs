@@ -62,3 +62,64 @@ fn no_driver_noise_without_a_runtime_dir() {
         );
     }
 }
+
+/// `export` never writes over its input: `--out` equal to the checkpoint (overwrote it with
+/// the folded model) or a folder (a failed rename that left a temp file) is refused before
+/// anything is written.
+#[test]
+fn export_refuses_to_overwrite_its_input() {
+    let dir = std::env::temp_dir().join(format!("tsc-cli-export-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.to_str().unwrap();
+    let train = trainer(
+        &[
+            "train",
+            "--dataset",
+            "digits",
+            "--depth",
+            "8",
+            "--epochs",
+            "1",
+            "--max-steps",
+            "1",
+            "--out",
+            d,
+        ],
+        &[],
+    );
+    assert!(
+        train.status.success(),
+        "{}",
+        String::from_utf8_lossy(&train.stderr)
+    );
+    let ck = dir.join("checkpoint.tscm");
+    let before = std::fs::read(&ck).unwrap();
+    let listing = || {
+        let mut v: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        v.sort();
+        v
+    };
+    let files = listing();
+    let ck_s = ck.to_str().unwrap();
+    let same = format!("{d}/./checkpoint.tscm");
+    fails_naming(&["export", ck_s, "--out", ck_s], "is the checkpoint itself");
+    fails_naming(
+        &["export", ck_s, "--out", &same],
+        "is the checkpoint itself",
+    );
+    fails_naming(&["export", ck_s, "--out", d], "is a folder");
+    assert_eq!(
+        std::fs::read(&ck).unwrap(),
+        before,
+        "the checkpoint changed"
+    );
+    assert_eq!(
+        listing(),
+        files,
+        "files appeared or vanished in the run folder"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
