@@ -262,6 +262,11 @@ pub struct Arch {
     /// one of a bottleneck; the stem, 1×1s, projection and fc are never grouped). Must divide
     /// the channel counts of the convs it groups.
     pub groups: usize,
+    /// Squeeze-excitation reduction `r` (Hu et al. 2018): when non-zero, every block's
+    /// residual branch ends in an SE unit with a hidden width of `⌊C / r⌋` (global average
+    /// pool, fc, ReLU, fc, sigmoid, channel-wise scale) after its last BN and before Δt
+    /// ([`Arch::se_hidden`]); 0: no SE units. Must not exceed any stage's width.
+    pub se_reduction: usize,
     /// Per-channel input normalisation: `x_norm = (x − mean[c]) / std[c]`.
     pub mean: [f32; MAX_INPUT_CHANNELS],
     pub std: [f32; MAX_INPUT_CHANNELS],
@@ -282,6 +287,7 @@ impl PartialEq for Arch {
             && self.step == o.step
             && self.reduction == o.reduction
             && self.groups == o.groups
+            && self.se_reduction == o.se_reduction
             && self.mean[..c] == o.mean[..c]
             && self.std[..c] == o.std[..c]
     }
@@ -371,6 +377,42 @@ pub enum BlockPart {
     Dt,
     /// Per-block 2fc controller (`sS.bB.ctl.*`; only the four fc parts).
     Ctl(CtlPart),
+    /// The block's squeeze-excitation unit (`sS.bB.se.*`, when `se_reduction ≠ 0`); the
+    /// same four tensors in checkpoints and folded models.
+    Se(SePart),
+}
+
+/// A tensor of a squeeze-excitation unit: `fc1` reduces `C → ⌊C / r⌋` (then ReLU), `fc2`
+/// expands back to `C` (then sigmoid); weights `[out][in]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SePart {
+    Fc1W,
+    Fc1B,
+    Fc2W,
+    Fc2B,
+}
+
+impl SePart {
+    pub const ALL: [SePart; 4] = [SePart::Fc1W, SePart::Fc1B, SePart::Fc2W, SePart::Fc2B];
+    fn idx(self) -> u8 {
+        match self {
+            SePart::Fc1W => 0,
+            SePart::Fc1B => 1,
+            SePart::Fc2W => 2,
+            SePart::Fc2B => 3,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SePart::Fc1W => "fc1.w",
+            SePart::Fc1B => "fc1.b",
+            SePart::Fc2W => "fc2.w",
+            SePart::Fc2B => "fc2.b",
+        }
+    }
+    fn parse(s: &str) -> Option<SePart> {
+        SePart::ALL.into_iter().find(|p| p.as_str() == s)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -449,7 +491,7 @@ pub type OrderKey = (u8, usize, usize, u8);
 impl TensorId {
     /// Position in the canonical order (the order of [`Arch::for_each_tensor`]): stem; then
     /// per stage the stage controller and each block (conv1, bn1, conv2, bn2, proj,
-    /// projbn, dt, ctl); then fc. Model files store canonical tensors in increasing key.
+    /// projbn, dt, ctl, se); then fc. Model files store canonical tensors in increasing key.
     pub fn order_key(&self) -> OrderKey {
         match *self {
             TensorId::StemConvW => (0, 0, 0, 0),
@@ -469,6 +511,8 @@ impl TensorId {
                     BlockPart::ProjBn(f) => P + 2 + f.idx(),
                     BlockPart::Dt => P + 6,
                     BlockPart::Ctl(c) => P + 7 + c.idx(),
+                    // After everything older files hold, so their order is unchanged.
+                    BlockPart::Se(e) => P + 13 + e.idx(),
                 };
                 (1, stage, block.saturating_add(1), p)
             }
@@ -525,6 +569,8 @@ impl TensorId {
                     BlockPart::ProjBn(parse_bn(f)?)
                 } else if let Some(f) = field.strip_prefix("ctl.") {
                     BlockPart::Ctl(CtlPart::parse(f)?)
+                } else if let Some(f) = field.strip_prefix("se.") {
+                    BlockPart::Se(SePart::parse(f)?)
                 } else {
                     return None;
                 }
@@ -555,6 +601,7 @@ impl TensorId {
                     BlockPart::Bn(i, f) => write!(s, "bn{}.{}", i + 1, f.as_str()),
                     BlockPart::ProjBn(f) => write!(s, "projbn.{}", f.as_str()),
                     BlockPart::Ctl(p) => write!(s, "ctl.{}", p.as_str()),
+                    BlockPart::Se(p) => write!(s, "se.{}", p.as_str()),
                 }
             }
         };
@@ -597,6 +644,7 @@ impl Arch {
             step,
             reduction: 4,
             groups: 1,
+            se_reduction: 0,
             mean,
             std,
         }
@@ -648,6 +696,7 @@ impl Arch {
             step,
             reduction: if e == 1 { 4 } else { 8 },
             groups: 1,
+            se_reduction: 0,
             mean,
             std,
         }
@@ -831,6 +880,12 @@ impl Arch {
         (c / self.reduction.max(1)).max(1)
     }
 
+    /// Hidden width `⌊c / se_reduction⌋` of the SE unit of a block with `c` output channels
+    /// (0 without SE units).
+    pub fn se_hidden(&self, c: usize) -> usize {
+        c.checked_div(self.se_reduction).unwrap_or(0)
+    }
+
     /// Length `K` of a block's weight summary `w̄` in stage `stage` ([`Branch::summary_len`]:
     /// `18·C` for basic blocks, `C + C/4` for the standard bottleneck).
     pub fn summary_len(&self, stage: usize) -> usize {
@@ -887,6 +942,9 @@ impl Arch {
         }
         if !dim_ok(self.groups) {
             return Err(inv("groups"));
+        }
+        if self.se_reduction != 0 && self.stages().iter().any(|s| s.width < self.se_reduction) {
+            return Err(inv("se_reduction (0, or at most every stage's width)"));
         }
         if let StepMode::Fixed(c) = self.step {
             if !c.is_finite() {
@@ -967,6 +1025,7 @@ impl Arch {
             }
             let c = st.width as u64;
             if big(c * g.input.c as u64)
+                || big(c * self.se_hidden(st.width) as u64)
                 || big(self.hidden(si) as u64 * self.summary_len(si) as u64)
                 || big(16 * self.hidden(si) as u64 * self.hidden(si) as u64)
             {
@@ -1041,6 +1100,15 @@ impl Arch {
                             CtlPart::LstmW | CtlPart::LstmB => None,
                         }
                     }
+                    BlockPart::Se(p) if self.se_reduction != 0 => {
+                        let h = self.se_hidden(c);
+                        match p {
+                            SePart::Fc1W => d(&[h, c]),
+                            SePart::Fc1B => d(&[h]),
+                            SePart::Fc2W => d(&[c, h]),
+                            SePart::Fc2B => d(&[c]),
+                        }
+                    }
                     _ => None,
                 }
             }
@@ -1050,7 +1118,7 @@ impl Arch {
 
     /// Calls `f` for every tensor a model of `kind` must contain, in canonical order
     /// (stem; per stage: LSTM controller, then per block conv1, bn1, conv2, bn2, (conv3,
-    /// bn3,) proj, projbn, dt, ctl; head). Stops at the first error. Assumes a validated
+    /// bn3,) proj, projbn, dt, ctl, se; head). Stops at the first error. Assumes a validated
     /// `Arch`.
     pub fn for_each_tensor<E>(
         &self,
@@ -1098,6 +1166,9 @@ impl Arch {
                 for part in CTL {
                     e(BlockPart::Ctl(part))?;
                 }
+                for part in SePart::ALL {
+                    e(BlockPart::Se(part))?;
+                }
             }
         }
         emit(TensorId::FcW)?;
@@ -1116,7 +1187,8 @@ impl Arch {
 
     /// f32 a block needs between its input and its output ([`crate::infer`]'s layout):
     /// every pair of consecutive intermediate branch outputs (the first alone for a
-    /// two-conv branch), and the projection's output.
+    /// two-conv branch), the projection's output, and the SE unit's
+    /// [`Arch::se_scratch_len`].
     pub fn block_middle_len(&self, stage: usize, block: usize) -> usize {
         let br = self.branch(stage, block);
         let convs = br.convs();
@@ -1127,10 +1199,24 @@ impl Arch {
             let next = if i + 1 < inter { out(i + 1) } else { 0 };
             m = m.max(out(i) + next);
         }
-        if self.block_geom(stage, block).has_proj {
-            m = m.max(self.block_geom(stage, block).output.len());
+        let g = self.block_geom(stage, block);
+        if g.has_proj {
+            m = m.max(g.output.len());
+        }
+        if self.se_reduction != 0 {
+            m = m.max(self.se_scratch_len(g.output.c));
         }
         m
+    }
+
+    /// f32 an SE unit over `c` channels needs: the pooled input, the hidden activation and
+    /// the gate (`2·c + ⌊c / r⌋`); 0 without SE units.
+    pub fn se_scratch_len(&self, c: usize) -> usize {
+        if self.se_reduction == 0 {
+            0
+        } else {
+            2 * c + self.se_hidden(c)
+        }
     }
 
     /// Peak number of live activation f32 for one image: the largest of the stem's
@@ -1191,6 +1277,7 @@ mod tests {
         for step in [StepMode::TwoFc, StepMode::Lstm, StepMode::Indp] {
             let mut a = Arch::cifar(11, 4, step, ShortcutKind::B);
             a.stages[0].width = 2;
+            a.se_reduction = 2;
             a.validate().unwrap();
             for kind in [ModelKind::Checkpoint, ModelKind::Folded] {
                 let mut last = None;
@@ -1214,6 +1301,9 @@ mod tests {
             "stem.bn.x",
             "s.b0.dt",
             "s1.b-1.dt",
+            "s0.b0.se.fc3.w",
+            "s0.b0.se.fc1",
+            "s0.se.fc1.w",
         ] {
             assert_eq!(TensorId::parse(bad), None, "{}", bad);
         }

@@ -5,12 +5,16 @@
 //! branch ([`crate::arch::Branch::last`]), the step Δt:
 //! `a[o] = Δt[o] · γ[o] / sqrt(σ²[o] + ε)`, `W'[o] = a[o] · W[o]`,
 //! `b'[o] = Δt[o] · (β[o] − γ[o] · μ[o] / sqrt(σ²[o] + ε))` (Δt = 1 for the stem, the other
-//! branch convs and the projection), computed in f64 and rounded once to f32. The folded file keeps the
+//! branch convs and the projection), computed in f64 and rounded once to f32. A block's
+//! squeeze-excitation unit then sees `Δt ⊙ s` instead of its pooled input `s`, so its first
+//! fc becomes `W1' = W1 · diag(1/Δt)` (exact for Δt > 0; any Δt ≤ 0 is
+//! [`Error::SeStepNotPositive`]: the gate `g(s)` is not positively homogeneous, so a sign or
+//! a zero cannot move through it). The folded file keeps the
 //! header (architecture, step mode for information, class names), the fc layer, the
 //! folded convs with biases, and the checkpoint's `meta.*` tensors; `opt.*` tensors are
 //! dropped.
 
-use crate::arch::{BlockPart, BnField, Dims, ModelKind, TensorId, BN_EPS};
+use crate::arch::{BlockPart, BnField, Dims, ModelKind, SePart, TensorId, BN_EPS};
 use crate::controller::StageSteps;
 use crate::format::{
     header_len, is_extra_name, record_len, ByteSink, FormatError, Model, ModelWriter, TensorView,
@@ -220,6 +224,29 @@ pub fn fold<S: ByteSink + ?Sized>(
                     )?,
                     BlockPart::ProjB => {
                         write_folded(ck, BnOf::Proj(stage, block), None, None, &mut out)?
+                    }
+                    BlockPart::Se(SePart::Fc1W) => {
+                        // Δt is in the last conv now, so the pool sees Δt ⊙ s: W1' = W1 ·
+                        // diag(1/Δt) gives the gate the same input (exact only for Δt > 0).
+                        let dt = steps.as_ref().ok_or(Error::Index)?.current();
+                        if let Some(channel) = dt.iter().position(|&d| !(d > 0.0 && d.is_finite()))
+                        {
+                            return Err(Error::SeStepNotPositive {
+                                stage,
+                                block,
+                                channel,
+                            });
+                        }
+                        let w1 = conv(part)?;
+                        let c = dt.len();
+                        for (i, v) in w1.iter().enumerate() {
+                            out.push((v as f64 / dt[i % c] as f64) as f32)?;
+                        }
+                    }
+                    BlockPart::Se(_) => {
+                        for v in conv(part)?.iter() {
+                            out.push(v)?;
+                        }
                     }
                     _ => return Err(Error::Format(FormatError::UnexpectedTensor(id.name()))),
                 }

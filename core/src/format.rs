@@ -330,7 +330,7 @@ fn encode_kind(k: ModelKind) -> u32 {
 
 /// The version-2 fields after the version-1 fixed header (docs/FORMAT.md): stem kernel,
 /// stride, pad; pool kernel (0: no pool), stride, pad; bottleneck expansion, base width,
-/// stride on the 3×3 (all 0 for basic blocks); SE reduction (reserved, 0).
+/// stride on the 3×3 (all 0 for basic blocks); SE reduction (0: no SE units).
 fn v2_fields(a: &Arch) -> [u32; 10] {
     let p = a.stem.pool.unwrap_or(Pool2d {
         kernel: 0,
@@ -355,7 +355,7 @@ fn v2_fields(a: &Arch) -> [u32; 10] {
         e,
         bw,
         s3,
-        0,
+        a.se_reduction,
     ]
     .map(|v| v as u32)
 }
@@ -363,7 +363,7 @@ fn v2_fields(a: &Arch) -> [u32; 10] {
 fn read_v2_fields(
     r: &mut Reader<'_>,
     block_kind: u32,
-) -> Result<(StemSpec, BlockKind), FormatError> {
+) -> Result<(StemSpec, BlockKind, usize), FormatError> {
     let h = "fixed header";
     let mut f = [0usize; 10];
     for v in f.iter_mut() {
@@ -403,10 +403,7 @@ fn read_v2_fields(
             stride_on_3x3: s3 == 1,
         },
     };
-    if se != 0 {
-        return Err(FormatError::Unsupported("SE units (se_reduction ≠ 0)"));
-    }
-    Ok((stem, block))
+    Ok((stem, block, se))
 }
 
 impl<'a> Model<'a> {
@@ -497,13 +494,13 @@ impl<'a> Model<'a> {
         let num_stages = r.u32(h)? as usize;
         let tensor_count = r.u32(h)? as usize;
         debug_assert_eq!(r.pos, FIXED_HEADER_LEN_V1);
-        let (stem, block) = if version == 1 {
+        let (stem, block, se_reduction) = if version == 1 {
             if block_kind != 0 {
                 return Err(FormatError::Unsupported(
                     "bottleneck blocks in a version-1 file",
                 ));
             }
-            (StemSpec::CIFAR, BlockKind::Basic)
+            (StemSpec::CIFAR, BlockKind::Basic, 0)
         } else {
             read_v2_fields(&mut r, block_kind)?
         };
@@ -543,6 +540,7 @@ impl<'a> Model<'a> {
             step,
             reduction,
             groups,
+            se_reduction,
             mean,
             std,
         };

@@ -1,11 +1,12 @@
 //! Single-image inference for folded and checkpoint models, no allocation. Everything here
 //! walks the architecture's description ([`Arch::branch`], [`Arch::stem`]).
 
-use crate::arch::{BlockPart, BnField, ModelKind, Shape3, TensorId, BN_EPS};
+use crate::arch::{BlockPart, BnField, ModelKind, SePart, Shape3, TensorId, BN_EPS};
 use crate::controller::StageSteps;
 use crate::format::{Model, TensorView};
 use crate::layers::{
-    batchnorm, conv2d, fc, global_avg_pool, max_pool2d, relu, residual_update, Conv2d,
+    batchnorm, conv2d, fc, global_avg_pool, max_pool2d, relu, residual_update, squeeze_excite,
+    Conv2d,
 };
 use crate::Error;
 
@@ -56,7 +57,9 @@ fn too_short(what: &'static str, expected: usize, got: usize) -> Result<(), Erro
 
 /// Runs residual block (stage, block) of `model` on one image: `x` is the block input,
 /// `out` receives the block output, `mid` (at least [`crate::Arch::block_middle_len`] f32)
-/// holds the branch's intermediate outputs and the projection. `dt` is the block's Δt
+/// holds the branch's intermediate outputs, the SE unit's vectors and the projection. With
+/// SE units the gate scales the last conv's output before Δt (checkpoint) or with Δt
+/// already in that conv and the SE's first fc rescaled by 1/Δt (folded, [`crate::fold`]). `dt` is the block's Δt
 /// (`None`: 1, as in a folded model, where Δt is already in the last conv).
 ///
 /// Intermediate branch outputs alternate between the start (even convs) and the end (odd
@@ -122,6 +125,17 @@ pub fn block_forward(
         if i != last {
             relu(dst);
         }
+    }
+    if arch.se_reduction != 0 {
+        // The gate reads the last conv's output (the intermediates in `mid` are dead).
+        let se = |p| model.tensor_by_id(id(BlockPart::Se(p)));
+        let t = [
+            se(SePart::Fc1W)?,
+            se(SePart::Fc1B)?,
+            se(SePart::Fc2W)?,
+            se(SePart::Fc2B)?,
+        ];
+        squeeze_excite(g.output, out, [&t[0], &t[1], &t[2], &t[3]], mid)?;
     }
     if let Some(pp) = arch.projection(stage, block) {
         let proj = &mut mid[..yl];

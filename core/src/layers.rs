@@ -649,6 +649,46 @@ pub fn fc<W: Weights + ?Sized, B: Weights + ?Sized>(
     Ok(())
 }
 
+/// Squeeze-excitation (Hu et al. 2018) in place over `x` of `shape`:
+/// `s = global_avg_pool(x)`, `h = ReLU(W1 s + b1)`, `g = sigmoid(W2 h + b2)`,
+/// `x(y, x, c) *= g[c]`. `W1` is `[H][C]`, `W2` `[C][H]`; `scratch` holds at least
+/// `2·C + H` f32 (`s`, `h`, `g`).
+pub fn squeeze_excite<W: Weights + ?Sized>(
+    shape: Shape3,
+    x: &mut [f32],
+    [w1, b1, w2, b2]: [&W; 4],
+    scratch: &mut [f32],
+) -> Result<(), LayerError> {
+    let (c, h) = (shape.c, b1.len());
+    if h == 0 {
+        return Err(LayerError::Shape("SE hidden width 0"));
+    }
+    let need = 2 * c + h;
+    if scratch.len() < need {
+        return Err(LayerError::Len {
+            what: "SE scratch",
+            expected: need,
+            got: scratch.len(),
+        });
+    }
+    let (s, rest) = scratch.split_at_mut(c);
+    let (hid, rest) = rest.split_at_mut(h);
+    let g = &mut rest[..c];
+    global_avg_pool(shape, x, s)?;
+    fc(s, w1, Some(b1), hid)?;
+    relu(hid);
+    fc(hid, w2, Some(b2), g)?;
+    for v in g.iter_mut() {
+        *v = sigmoid(*v);
+    }
+    for px in x.chunks_exact_mut(c) {
+        for (v, gc) in px.iter_mut().zip(g.iter()) {
+            *v *= gc;
+        }
+    }
+    Ok(())
+}
+
 /// Logistic sigmoid `1 / (1 + e^{−x})`.
 #[inline]
 pub fn sigmoid(x: f32) -> f32 {

@@ -86,6 +86,14 @@ pub enum Error {
     WrongKind,
     /// A stage or block index is out of range.
     Index,
+    /// Folding a block with a squeeze-excitation unit needs every Δt > 0 (the gate's
+    /// input is rescaled by 1/Δt); this channel's Δt is zero, negative or not finite
+    /// (possible with `indp`). Such a checkpoint runs unfolded.
+    SeStepNotPositive {
+        stage: usize,
+        block: usize,
+        channel: usize,
+    },
 }
 
 impl From<FormatError> for Error {
@@ -112,6 +120,15 @@ impl core::fmt::Display for Error {
             } => write!(f, "{what}: expected {expected} elements, got {got}"),
             Error::WrongKind => write!(f, "wrong model kind for this operation"),
             Error::Index => write!(f, "stage or block index out of range"),
+            Error::SeStepNotPositive {
+                stage,
+                block,
+                channel,
+            } => write!(
+                f,
+                "cannot fold s{stage}.b{block}: its SE unit needs every step > 0, channel \
+                 {channel} has Δt ≤ 0 (run the checkpoint unfolded)"
+            ),
         }
     }
 }

@@ -11,7 +11,7 @@
 use std::string::String;
 use std::vec::Vec;
 
-use crate::arch::{Arch, BlockPart, BnField, CtlPart, ModelKind, TensorId};
+use crate::arch::{Arch, BlockPart, BnField, CtlPart, ModelKind, SePart, TensorId};
 use crate::format::write_model;
 
 /// SplitMix64: tiny, seedable, good enough for test data.
@@ -59,7 +59,8 @@ pub struct OwnedTensor {
 ///
 /// Conv weights: uniform with variance `2 / fan_in` (He). BN: γ ∈ [0.5, 1.5),
 /// β, μ ∈ [−0.2, 0.2), σ² ∈ [0.5, 1.5). Folded biases ∈ [−0.1, 0.1). `dt` ∈ [0.2, 1).
-/// Controller weights uniform ±1/sqrt(fan_in) (biases likewise). fc ±1/sqrt(C).
+/// Controller weights uniform ±1/sqrt(fan_in) (biases likewise). fc ±1/sqrt(C). SE fc
+/// weights ±2/sqrt(fan_in), biases ±0.5 (so the gates spread well away from 1/2).
 pub fn random_tensors(arch: &Arch, kind: ModelKind, seed: u64) -> Vec<OwnedTensor> {
     let mut rng = Rng::new(seed);
     let mut out = Vec::new();
@@ -91,6 +92,8 @@ pub fn random_tensors(arch: &Arch, kind: ModelKind, seed: u64) -> Vec<OwnedTenso
                 BlockPart::Bn(_, f) | BlockPart::ProjBn(f) => bn(&mut rng, f),
                 BlockPart::Dt => rng.vec(n, 0.2, 1.0),
                 BlockPart::Ctl(p) => ctl_part(&mut rng, p, &shape),
+                BlockPart::Se(SePart::Fc1W | SePart::Fc2W) => rng.vec(n, -2.0 * ctl, 2.0 * ctl),
+                BlockPart::Se(_) => rng.vec(n, -0.5, 0.5),
             },
         };
         out.push(OwnedTensor {

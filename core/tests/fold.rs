@@ -189,3 +189,62 @@ fn fold_into_slice_sink_and_errors() {
         Err(tsc_core::Error::WrongKind)
     );
 }
+
+/// Squeeze-excitation on every block: folding Δt into the last conv and `diag(1/Δt)` into
+/// the SE's first fc keeps the logits (the gate sees the same input), for basic and
+/// bottleneck blocks, both shortcuts and every step mode, against the f64 reference.
+#[test]
+fn folding_equivalence_with_se_units() {
+    let mut worst: f64 = 0.0;
+    for (mi, &mode) in MODES.iter().enumerate() {
+        for (si, &sc) in [ShortcutKind::A, ShortcutKind::B].iter().enumerate() {
+            let seed = (300 + mi * 10 + si) as u64;
+            let mut arch = tiny(mode, sc, 1);
+            // Widths 4/6/12: SE hidden widths 1/2/4 (r = 3 does not divide 4).
+            arch.se_reduction = 3;
+            let label = format!("basic SE {mode:?} {sc:?}");
+            worst = worst.max(check_equivalence(&arch, &label, seed));
+            let mut arch = tiny_bottleneck(mode, sc, 2, false, true);
+            arch.se_reduction = 4;
+            let label = format!("bottleneck g2 SE {mode:?} {sc:?}");
+            worst = worst.max(check_equivalence(&arch, &label, seed + 5));
+        }
+    }
+    println!("worst relative logit error with SE: {worst:.3e}");
+}
+
+/// An `indp` SE checkpoint with a Δt ≤ 0 channel cannot fold exactly (the sigmoid gate
+/// does not commute with a sign or a zero): the fold names the block and the channel, and
+/// the checkpoint still runs unfolded.
+#[test]
+fn se_fold_refuses_a_step_that_is_not_positive() {
+    use tsc_core::testutil::{encode, random_tensors};
+    let mut arch = tiny(StepMode::Indp, ShortcutKind::B, 1);
+    arch.se_reduction = 2;
+    for bad in [-0.25f32, 0.0] {
+        let mut t = random_tensors(&arch, ModelKind::Checkpoint, 9);
+        let dt = t.iter_mut().find(|t| t.name == "s1.b1.dt").unwrap();
+        dt.data[4] = bad;
+        let ck_bytes = encode(&arch, ModelKind::Checkpoint, &t);
+        let ck = Model::parse(&ck_bytes).unwrap();
+        assert_eq!(
+            fold_to_vec(&ck),
+            Err(tsc_core::Error::SeStepNotPositive {
+                stage: 1,
+                block: 1,
+                channel: 4
+            })
+        );
+        let x = random_input(&arch, 1);
+        let mut s = vec![0.0; ck.scratch_len()];
+        let mut l = vec![0.0; arch.classes];
+        infer(&ck, &x, &mut s, &mut l).unwrap();
+        assert!(rel_err(&l, &forward_ref(&ck, &x)) <= 1e-5);
+    }
+    // Without SE units the same checkpoint folds (Δt ≤ 0 just scales the last conv).
+    arch.se_reduction = 0;
+    let mut t = random_tensors(&arch, ModelKind::Checkpoint, 9);
+    t.iter_mut().find(|t| t.name == "s1.b1.dt").unwrap().data[4] = -0.25;
+    let ck_bytes = encode(&arch, ModelKind::Checkpoint, &t);
+    assert!(fold_to_vec(&Model::parse(&ck_bytes).unwrap()).is_ok());
+}

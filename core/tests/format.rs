@@ -207,9 +207,13 @@ fn header_errors_have_specific_variants() {
     assert!(v2(80, 16).starts_with("pool kernel"));
     assert!(v2(92, 4).starts_with("expansion/base_width")); // on a basic block
     assert!(v2(100, 1).starts_with("expansion/base_width"));
+    // SE reduction: larger than a stage's width (4) is invalid; a valid one asks for the
+    // SE tensors this file lacks.
+    assert!(v2(104, 5).starts_with("se_reduction"));
+    assert!(v2(104, u32::MAX).starts_with("se_reduction"));
     assert_eq!(
-        field(104, 16),
-        FormatError::Unsupported("SE units (se_reduction ≠ 0)")
+        field(104, 2),
+        FormatError::MissingTensor(TensorId::parse("s0.b0.se.fc1.w").unwrap().name())
     );
     // std[0] = 0 (stage table is 3 × 12 bytes, then mean[0], std[0]).
     assert_eq!(

@@ -2,7 +2,7 @@
 //! layer code) shared by the integration tests.
 #![allow(dead_code, clippy::too_many_arguments)]
 
-use tsc_core::arch::{BlockPart, BnField, CtlPart, TensorId};
+use tsc_core::arch::{BlockPart, BnField, CtlPart, SePart, TensorId};
 use tsc_core::{BlockKind, Model, ModelKind, Shape3, StepMode};
 
 #[allow(unused_imports)]
@@ -285,6 +285,9 @@ pub fn forward_ref(m: &Model<'_>, input: &[f32]) -> Vec<f64> {
                     bconv(&t2, s2, 2, st.width, 1, 1, 1)
                 }
             };
+            if a.se_reduction != 0 {
+                se_ref(m, si, b, &mut t2, st.width);
+            }
             if let Some(d) = &dts {
                 for (i, v) in t2.iter_mut().enumerate() {
                     *v *= d[b][i % st.width];
@@ -334,6 +337,35 @@ pub fn forward_ref(m: &Model<'_>, input: &[f32]) -> Vec<f64> {
         *p /= (s.h * s.w) as f64;
     }
     fc_ref(&pooled, &t64(m, TensorId::FcW), &t64(m, TensorId::FcB))
+}
+
+/// Squeeze-excitation of block (s, b) in place over `x` (one image, `c` channels): mean
+/// over pixels, fc1, ReLU, fc2, logistic, channel-wise product.
+pub fn se_ref(m: &Model<'_>, s: usize, b: usize, x: &mut [f64], c: usize) {
+    let t = |p| {
+        t64(
+            m,
+            TensorId::Block {
+                stage: s,
+                block: b,
+                part: BlockPart::Se(p),
+            },
+        )
+    };
+    let px = x.len() / c;
+    let mut pooled = vec![0.0; c];
+    for (i, v) in x.iter().enumerate() {
+        pooled[i % c] += v / px as f64;
+    }
+    let mut h = fc_ref(&pooled, &t(SePart::Fc1W), &t(SePart::Fc1B));
+    relu_ref(&mut h);
+    let gate: Vec<f64> = fc_ref(&h, &t(SePart::Fc2W), &t(SePart::Fc2B))
+        .into_iter()
+        .map(sig)
+        .collect();
+    for (i, v) in x.iter_mut().enumerate() {
+        *v *= gate[i % c];
+    }
 }
 
 /// Max pool (padding never wins), NHWC, one image.
