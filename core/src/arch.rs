@@ -985,7 +985,7 @@ impl Arch {
                 if !st.width.is_multiple_of(expansion)
                     || !wide.is_multiple_of(64)
                     || wide == 0
-                    || wide > MAX_DIM as u64
+                    || wide / 64 > MAX_DIM as u64
                 {
                     return Err(inv(
                         "bottleneck width: stage width / expansion · base_width / 64 · groups must be a whole number ≥ 1",

@@ -23,8 +23,10 @@ pub struct TrainConfig {
     /// Image-folder datasets: side of the square input the images are resized/cropped to.
     pub image_size: usize,
     /// Network family (see [`ARCHS`]): `cifar` (basic blocks, depth 6n + 2),
-    /// `cifar-bottleneck` (depth 9n + 2), or an ImageNet ResNet `resnet18`, `resnet34`,
-    /// `resnet50`, `resnet101`.
+    /// `cifar-bottleneck` (depth 9n + 2), `cifar-resnext` (grouped bottlenecks, 9n + 2;
+    /// `--width 4 --depth 29` is Xie et al.'s ResNeXt-29 8×16d), or an ImageNet net
+    /// `resnet18`, `resnet34`, `resnet50`, `resnet101`, `resnext50_32x4d`,
+    /// `resnext101_32x4d`, `se_resnet50`, `se_resnet101`.
     pub arch: String,
     /// CIFAR families: depth, 6n + 2 for `cifar` (8, 14, 20, 32, 44, 56, 110, ...), 9n + 2 for
     /// `cifar-bottleneck` (11, 20, 29, 56, 164, ...). ImageNet ResNets carry it in the name.
@@ -35,6 +37,16 @@ pub struct TrainConfig {
     /// Bottlenecks: put the stride on the 3×3 (torchvision, "ResNet v1.5") instead of the
     /// first 1×1 (the original layout, which the paper's FLOP counts imply).
     pub stride_on_3x3: bool,
+    /// Groups of the residual branch's 3×3 convs (ResNeXt cardinality; both 3×3s of a basic
+    /// block). 0: the family's default (32 for `resnext*_32x4d`, 8 for `cifar-resnext`, else 1).
+    pub groups: usize,
+    /// Bottlenecks: width per group `d` (torchvision's `width_per_group`; middle width
+    /// `C/4 · d/64 · groups`). 0: the family's default (4 for `resnext*_32x4d`, 16 for
+    /// `cifar-resnext`, else 64).
+    pub base_width: usize,
+    /// Squeeze-excitation reduction r on every block (hidden width C/r). 0: the family's
+    /// default (16 for `se_resnet*`, else no SE units).
+    pub se_reduction: usize,
     /// Shortcut when shapes change: `A` (subsample + zero channels) or `B` (1×1 conv + BN).
     pub shortcut: String,
     /// Step-size mode: `fixed:C`, `indp`, `2fc` or `lstm`.
@@ -73,6 +85,9 @@ impl Default for TrainConfig {
             depth: 20,
             width: 1.0,
             stride_on_3x3: false,
+            groups: 0,
+            base_width: 0,
+            se_reduction: 0,
             shortcut: "A".into(),
             steps: "lstm".into(),
             reduction: 0,
@@ -95,10 +110,15 @@ impl Default for TrainConfig {
 pub const ARCHS: &[&str] = &[
     "cifar",
     "cifar-bottleneck",
+    "cifar-resnext",
     "resnet18",
     "resnet34",
     "resnet50",
     "resnet101",
+    "resnext50_32x4d",
+    "resnext101_32x4d",
+    "se_resnet50",
+    "se_resnet101",
 ];
 
 /// Parse `fixed:C | indp | 2fc | lstm`.
@@ -149,14 +169,17 @@ impl TrainConfig {
     /// Blocks per stage of the CIFAR families for the configured depth.
     pub fn blocks_per_stage(&self) -> usize {
         match self.arch.as_str() {
-            "cifar-bottleneck" => (self.depth - 2) / 9,
+            "cifar-bottleneck" | "cifar-resnext" => (self.depth - 2) / 9,
             _ => (self.depth - 2) / 6,
         }
     }
 
     /// Whether `arch` is one of the CIFAR families (which take `depth` and `width`).
     pub fn is_cifar_arch(&self) -> bool {
-        matches!(self.arch.as_str(), "cifar" | "cifar-bottleneck")
+        matches!(
+            self.arch.as_str(),
+            "cifar" | "cifar-bottleneck" | "cifar-resnext"
+        )
     }
 
     /// Stem width w0 = round(16·width).
@@ -196,10 +219,14 @@ impl TrainConfig {
                 "--depth {}: the cifar family needs 6n + 2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...)",
                 self.depth
             ),
-            "cifar-bottleneck" if self.depth < 11 || !(self.depth - 2).is_multiple_of(9) => bail!(
-                "--depth {}: the cifar-bottleneck family needs 9n + 2 with n >= 1 (11, 20, 29, 56, 164, ...)",
+            a @ ("cifar-bottleneck" | "cifar-resnext")
+                if self.depth < 11 || !(self.depth - 2).is_multiple_of(9) =>
+            {
+                bail!(
+                "--depth {}: the {a} family needs 9n + 2 with n >= 1 (11, 20, 29, 56, 164, ...)",
                 self.depth
-            ),
+            )
+            }
             _ => {}
         }
         if !self.is_cifar_arch() && self.width != 1.0 {

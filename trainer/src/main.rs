@@ -64,6 +64,9 @@ enum Cmd {
         /// With --arch: depth of the CIFAR nets.
         #[arg(long)]
         depth: Option<usize>,
+        /// With --arch: width multiplier of the CIFAR nets.
+        #[arg(long)]
+        width: Option<f32>,
         /// With --arch: classes (default 1000 for ImageNet nets, 10 for CIFAR nets).
         #[arg(long)]
         classes: Option<usize>,
@@ -76,6 +79,8 @@ enum Cmd {
         /// With --arch: stride on the bottleneck's 3x3 (torchvision) instead of its first 1x1.
         #[arg(long)]
         stride_on_3x3: bool,
+        #[command(flatten)]
+        family: FamilyArgs,
     },
     /// Each block's step sizes Δt: mean, min, max (paper Table 4), full vectors to CSV, the
     /// per-block mean (min–max band) of one or more checkpoints as a PNG.
@@ -161,8 +166,9 @@ struct TrainArgs {
     /// Image folders: side of the square input.
     #[arg(long)]
     image_size: Option<usize>,
-    /// Network: cifar (basic blocks, default) | cifar-bottleneck | resnet18 | resnet34 |
-    /// resnet50 | resnet101 (ImageNet stem: 7x7/2 conv, 3x3/2 max pool).
+    /// Network: cifar (basic blocks, default) | cifar-bottleneck | cifar-resnext | resnet18 |
+    /// resnet34 | resnet50 | resnet101 | resnext50_32x4d | resnext101_32x4d | se_resnet50 |
+    /// se_resnet101 (ImageNet stem: 7x7/2 conv, 3x3/2 max pool).
     #[arg(long)]
     arch: Option<String>,
     /// CIFAR nets: depth, 6n+2 for cifar (8, 14, 20, 32, 56, 110, ...), 9n+2 for
@@ -175,6 +181,8 @@ struct TrainArgs {
     /// Bottlenecks: stride on the 3x3 (torchvision, "v1.5") instead of the first 1x1.
     #[arg(long)]
     stride_on_3x3: bool,
+    #[command(flatten)]
+    family: FamilyArgs,
     /// Shortcut when shapes change: A (subsample + zero channels) or B (1x1 conv + BN).
     #[arg(long)]
     shortcut: Option<String>,
@@ -222,6 +230,45 @@ struct TrainArgs {
     save_init: bool,
 }
 
+/// Grouped convolutions and squeeze-excitation, for any family (`train`, `info --arch`).
+#[derive(Args)]
+struct FamilyArgs {
+    /// Groups of the branch's 3x3 convs (ResNeXt cardinality; default: the family's, 32 for
+    /// resnext*_32x4d, 8 for cifar-resnext, else 1).
+    #[arg(long)]
+    groups: Option<usize>,
+    /// Bottlenecks: width per group d (middle width C/4 · d/64 · groups; default: 4 for
+    /// resnext*_32x4d, 16 for cifar-resnext, else 64).
+    #[arg(long)]
+    base_width: Option<usize>,
+    /// Squeeze-excitation on every block with reduction R (hidden width C/R; se_resnet*
+    /// default to 16).
+    #[arg(long = "se", value_name = "R")]
+    se_reduction: Option<usize>,
+}
+
+impl FamilyArgs {
+    /// Overrides `c`'s family fields; 0 is refused here because the config's 0 means "the
+    /// family's default".
+    fn apply(&self, c: &mut TrainConfig) -> Result<()> {
+        for (flag, v, field) in [
+            ("--groups", self.groups, &mut c.groups),
+            ("--base-width", self.base_width, &mut c.base_width),
+            ("--se", self.se_reduction, &mut c.se_reduction),
+        ] {
+            match v {
+                Some(0) => bail!("{flag} 0: must be at least 1"),
+                Some(v) => *field = v,
+                None => {}
+            }
+        }
+        Ok(())
+    }
+    fn any(&self) -> bool {
+        self.groups.is_some() || self.base_width.is_some() || self.se_reduction.is_some()
+    }
+}
+
 impl TrainArgs {
     fn config(&self) -> Result<TrainConfig> {
         let mut c = match (&self.resume, &self.config) {
@@ -233,6 +280,7 @@ impl TrainArgs {
             && (self.dataset.is_some()
                 || self.arch.is_some()
                 || self.depth.is_some()
+                || self.family.any()
                 || self.steps.is_some())
         {
             bail!("--resume continues a run with its own config: only --epochs may change");
@@ -269,6 +317,7 @@ impl TrainArgs {
             workers
         );
         c.download |= self.download;
+        self.family.apply(&mut c)?;
         c.validate()?;
         Ok(c)
     }
@@ -537,22 +586,23 @@ fn run(cli: Cli) -> Result<()> {
             arch,
             steps,
             depth,
+            width,
             classes,
             input,
             shortcut,
             stride_on_3x3,
+            family,
         } => match (model, arch) {
             (Some(m), None) => tsc_trainer::tools::info(&m),
             (None, Some(name)) => {
-                let a = info_arch(
-                    &name,
-                    &steps,
-                    depth,
-                    classes,
-                    input,
-                    shortcut,
+                let mut cfg = TrainConfig {
+                    arch: name,
+                    steps,
                     stride_on_3x3,
-                )?;
+                    ..TrainConfig::default()
+                };
+                family.apply(&mut cfg)?;
+                let a = info_arch(cfg, depth, width, classes, input, shortcut)?;
                 tsc_trainer::tools::info_arch(&a)
             }
             _ => bail!("info: give a model file or --arch NAME (not both)"),
@@ -710,26 +760,22 @@ fn devices() -> Result<()> {
 /// The architecture `trainer info --arch` counts: the family's defaults (ImageNet: 1000
 /// classes at 224×224×3; CIFAR: 10 classes at 32×32×3) with the given overrides.
 fn info_arch(
-    name: &str,
-    steps: &str,
+    mut cfg: TrainConfig,
     depth: Option<usize>,
+    width: Option<f32>,
     classes: Option<usize>,
     input: Option<String>,
     shortcut: Option<String>,
-    stride_on_3x3: bool,
 ) -> Result<tsc_core::Arch> {
-    let mut cfg = TrainConfig {
-        arch: name.into(),
-        steps: steps.into(),
-        stride_on_3x3,
-        ..TrainConfig::default()
-    };
     let cifar = cfg.is_cifar_arch();
     if let Some(d) = depth {
         if !cifar {
-            bail!("--depth: {name} carries its depth in its name");
+            bail!("--depth: {} carries its depth in its name", cfg.arch);
         }
         cfg.depth = d;
+    }
+    if let Some(w) = width {
+        cfg.width = w;
     }
     cfg.shortcut = shortcut.unwrap_or(if cifar { "A" } else { "B" }.into());
     cfg.validate()?;

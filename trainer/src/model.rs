@@ -10,8 +10,8 @@ use crate::rng::Rng;
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::Path;
 use tsc_core::arch::{
-    Arch, BlockKind, BlockPart, BnField, CtlPart, ModelKind, Shape3, ShortcutKind, StepMode,
-    TensorId,
+    Arch, BlockKind, BlockPart, BnField, CtlPart, ModelKind, SePart, Shape3, ShortcutKind,
+    StepMode, TensorId,
 };
 use tsc_core::format::{self, Model};
 use tsc_core::layers::Conv2d;
@@ -54,8 +54,17 @@ pub fn arch_for(
     let mut arch = match cfg.arch.as_str() {
         "cifar" => Arch::cifar(n, w0, step, shortcut),
         "cifar-bottleneck" => Arch::cifar_bottleneck(n, w0, step, shortcut),
+        // Xie et al.'s CIFAR ResNeXt-29 8×16d at --width 4 (stem 64, stages 256/512/1024).
+        "cifar-resnext" => resnext(Arch::cifar_bottleneck(n, w0, step, shortcut), 8, 16),
         name => {
-            let depth = name
+            let (base, family) = match name {
+                "resnext50_32x4d" => ("resnet50", Family::ResNeXt),
+                "resnext101_32x4d" => ("resnet101", Family::ResNeXt),
+                "se_resnet50" => ("resnet50", Family::Se),
+                "se_resnet101" => ("resnet101", Family::Se),
+                n => (n, Family::ResNet),
+            };
+            let depth = base
                 .strip_prefix("resnet")
                 .and_then(|d| d.parse().ok())
                 .and_then(|d| Arch::resnet(d, step));
@@ -66,12 +75,40 @@ pub fn arch_for(
                 )
             })?;
             a.shortcut = shortcut;
-            a
+            match family {
+                Family::ResNet => a,
+                Family::ResNeXt => resnext(a, 32, 4),
+                // Hu et al. 2018: reduction 16 on every block.
+                Family::Se => Arch {
+                    se_reduction: 16,
+                    ..a
+                },
+            }
         }
     };
-    if let BlockKind::Bottleneck { stride_on_3x3, .. } = &mut arch.block {
+    if let BlockKind::Bottleneck {
+        stride_on_3x3,
+        base_width,
+        ..
+    } = &mut arch.block
+    {
         *stride_on_3x3 = cfg.stride_on_3x3;
+        if cfg.base_width != 0 {
+            *base_width = cfg.base_width;
+        }
+    } else if cfg.base_width != 0 {
+        bail!(
+            "--base-width {}: only bottleneck families have a width per group",
+            cfg.base_width
+        );
     }
+    if cfg.groups != 0 {
+        arch.groups = cfg.groups;
+    }
+    if cfg.se_reduction != 0 {
+        arch.se_reduction = cfg.se_reduction;
+    }
+    check_groups_and_se(&arch)?;
     arch.input = input;
     arch.classes = classes;
     if cfg.reduction != 0 {
@@ -99,9 +136,76 @@ pub fn arch_for(
     Ok(arch)
 }
 
+enum Family {
+    ResNet,
+    ResNeXt,
+    Se,
+}
+
+/// A bottleneck net with its 3×3 convs in `groups` groups of `width` channels at the first
+/// stage (torchvision's `groups` and `width_per_group`).
+fn resnext(mut a: Arch, groups: usize, width: usize) -> Arch {
+    a.groups = groups;
+    if let BlockKind::Bottleneck { base_width, .. } = &mut a.block {
+        *base_width = width;
+    }
+    a
+}
+
+/// `--groups` must divide every grouped conv's channels and `--se` may not exceed a stage's
+/// width: say so in the flags' words before core's header-field message would.
+fn check_groups_and_se(a: &Arch) -> Result<()> {
+    if a.groups == 0 {
+        bail!("--groups 0: must be at least 1");
+    }
+    for (s, st) in a.stages().iter().enumerate() {
+        if a.se_reduction > st.width {
+            bail!(
+                "--se {}: larger than stage {s}'s width {} (the SE unit would have no hidden channel)",
+                a.se_reduction,
+                st.width
+            );
+        }
+        if let BlockKind::Bottleneck {
+            expansion,
+            base_width,
+            ..
+        } = a.block
+        {
+            let wide = st.width / expansion.max(1) * base_width * a.groups;
+            if !st.width.is_multiple_of(expansion.max(1)) || !wide.is_multiple_of(64) {
+                bail!(
+                    "--base-width {base_width} with --groups {}: stage {s}'s middle width {}/{expansion}·{base_width}/64·{} is not a whole number",
+                    a.groups,
+                    st.width,
+                    a.groups
+                );
+            }
+        }
+        for b in 0..st.blocks.min(2) {
+            for bc in a.branch(s, b).convs() {
+                let c = bc.conv;
+                if c.groups > 1
+                    && (!c.input.c.is_multiple_of(c.groups) || !c.out_c.is_multiple_of(c.groups))
+                {
+                    bail!(
+                        "--groups {}: does not divide the {}x{} conv's {} -> {} channels in stage {s}",
+                        c.groups,
+                        c.kh,
+                        c.kw,
+                        c.input.c,
+                        c.out_c
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Initial value of one tensor: He (fan-out) normal for convolutions as in He et al. 2015 and
 /// the paper; PyTorch's default uniform(±1/√fan_in) for fully connected layers and the LSTM;
-/// BN γ = 1, β = 0, running mean 0, var 1; `indp` Δt = 0.5.
+/// BN γ = 1, β = 0, running mean 0, var 1; `indp` Δt = 0.5; SE fcs as the head's fc.
 fn init_tensor(id: TensorId, shape: &[usize], rng: &mut Rng) -> Vec<f32> {
     let n: usize = shape.iter().product();
     let normal = |rng: &mut Rng, std: f32| (0..n).map(|_| rng.normal() * std).collect::<Vec<f32>>();
@@ -125,6 +229,11 @@ fn init_tensor(id: TensorId, shape: &[usize], rng: &mut Rng) -> Vec<f32> {
             BlockPart::Bn(_, f) | BlockPart::ProjBn(f) => bn(f),
             BlockPart::Dt => vec![0.5; n],
             BlockPart::Ctl(p) => ctl_init(p, shape, rng),
+            // As the head's fc: the gates start near sigmoid(0) = 1/2.
+            BlockPart::Se(SePart::Fc1W | SePart::Fc2W) => {
+                uniform(rng, 1.0 / (shape[1] as f32).sqrt())
+            }
+            BlockPart::Se(_) => vec![0.0; n],
             BlockPart::ConvB(_) | BlockPart::ProjB => vec![0.0; n],
         },
         TensorId::StageCtl { part, .. } => ctl_init(part, shape, rng),
@@ -311,24 +420,40 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
 }
 
-/// The family's name: `ResNet-20`, `bottleneck ResNet-29`, `ResNet-50 (ImageNet stem)`.
+/// The family's name: `ResNet-20`, `bottleneck ResNet-29`, `ResNet-50 (ImageNet stem)`,
+/// `ResNeXt-50 32x4d (ImageNet stem)`, `SE-ResNet-50 (ImageNet stem) r16`.
 pub fn arch_name(a: &Arch) -> String {
-    let kind = match a.block {
-        BlockKind::Basic => "",
-        BlockKind::Bottleneck { .. } if a.stem.pool.is_some() => "",
-        BlockKind::Bottleneck { .. } => "bottleneck ",
-    };
     let stem = if a.stem.pool.is_some() {
         " (ImageNet stem)"
     } else {
         ""
     };
-    let grouped = if a.groups > 1 {
-        format!(" groups {}", a.groups)
+    let se = if a.se_reduction != 0 { "SE-" } else { "" };
+    let r = if a.se_reduction != 0 {
+        format!(" SE r{}", a.se_reduction)
     } else {
         String::new()
     };
-    format!("{kind}ResNet-{}{stem}{grouped}", a.depth())
+    let d = a.depth();
+    match a.block {
+        // Xie et al.'s `G×d`: d is the first stage's channels per group.
+        BlockKind::Bottleneck { .. } if a.groups > 1 => {
+            let d_first = a.mid_width(a.stages[0].width) / a.groups;
+            format!("{se}ResNeXt-{d} {}x{d_first}d{stem}{r}", a.groups)
+        }
+        _ => {
+            let kind = match a.block {
+                BlockKind::Bottleneck { .. } if a.stem.pool.is_none() => "bottleneck ",
+                _ => "",
+            };
+            let grouped = if a.groups > 1 {
+                format!(" groups {}", a.groups)
+            } else {
+                String::new()
+            };
+            format!("{kind}{se}ResNet-{d}{stem}{grouped}{r}")
+        }
+    }
 }
 
 /// Step-size description for logs.

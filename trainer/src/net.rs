@@ -653,6 +653,9 @@ impl Graph {
     /// Build the program for `batch` images.
     pub fn new(gpu: &Gpu, m: &GpuModel, batch: usize, mode: Mode) -> Result<Graph> {
         let a = &m.arch;
+        if a.se_reduction != 0 {
+            bail!("SE units are not in the GPU graph yet");
+        }
         let train = mode == Mode::Train;
         let mut bd = Builder {
             gpu,

@@ -203,7 +203,9 @@ pub fn predict(model_path: &Path, images: &[PathBuf], format: Format, logits: bo
 /// Conventions: parameters as torchvision counts them (conv and fc weights, fc bias, BN
 /// γ and β; running statistics are buffers). "GFLOPs" are multiply-adds of the convs and
 /// the fc layer for one image, as in the paper and torchvision (BN, ReLU, pooling and the
-/// residual additions are not counted).
+/// residual additions are not counted); SE units add their two fcs' weights and biases to
+/// the parameters, and their fcs plus one operation per element for the pool and for the
+/// scale to the GFLOPs (the convention that gives SENet's published figures).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Counts {
     /// The network without step sizes: the baseline ResNet's parameters.
@@ -266,6 +268,11 @@ pub fn count(a: &Arch) -> Counts {
             }
             if let Some(p) = a.projection(s, b) {
                 macs += conv_macs(&p);
+            }
+            // The SE unit: its pool (an add per element), two fcs and channel-wise scale (a
+            // multiply per element); this reproduces Hu et al.'s 3.87 / 7.60 GFLOPs.
+            if a.se_reduction != 0 {
+                macs += 2 * a.block_geom(s, b).output.len() + 2 * c * a.se_hidden(c);
             }
             let summary: usize = br
                 .convs()
