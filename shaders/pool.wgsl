@@ -1,5 +1,6 @@
 // Global average pooling over NHWC: y[n][c] = (1/HW) Σ_{h,w} x[n][h][w][c]; backward
-// dx[n][h][w][c] = dy[n][c] / HW. Host side: trainer/src/gpu/pool.rs.
+// dx[n][h][w][c] = dy[n][c] / HW (MODE 1: added to dx, e.g. an SE unit's pooled-input gradient
+// onto its branch's). Host side: trainer/src/gpu/pool.rs.
 struct P {
     n: u32,
     hw: u32,
@@ -36,5 +37,10 @@ fn gap_bwd(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups)
     if (i >= p.total) { return; }
     let c = i % p.C;
     let n = i / (p.hw * p.C);
-    dx[i] = dy[n * p.C + c] / f32(p.hw);
+    let v = dy[n * p.C + c] / f32(p.hw);
+    if (MODE == 1u) {
+        dx[i] += v;
+    } else {
+        dx[i] = v;
+    }
 }

@@ -726,7 +726,7 @@ impl Graph {
                 &fcb.grad,
             )?);
             let dy = bd.act(&x.shape);
-            bd.push(gap_backward(gpu, &dpooled, &dy)?);
+            bd.push(gap_backward(gpu, &dpooled, &dy, false)?);
             unwind(&mut bd, tape, dy)?;
         } else {
             drop(tape);

@@ -504,7 +504,7 @@ fn global_average_pool() {
             1e-4,
         );
         let tdx = out(&[n, h, w, c]);
-        pool::gap_backward(g, &up(&rr, &[n, c]), &tdx)
+        pool::gap_backward(g, &up(&rr, &[n, c]), &tdx, false)
             .unwrap()
             .run(g);
         let lx = |v: &[f64]| dot(&rr, &r::gap_forward(v, n, h * w, c));
@@ -514,6 +514,19 @@ fn global_average_pool() {
             &r::gap_backward(&rr, n, h * w, c),
             &fd(&lx, &x),
             1e-5,
+        );
+        // Accumulating mode (an SE unit's pooled-input gradient onto its branch's) adds onto
+        // what is there.
+        let base = rounded(&randn(&mut rng, x.len(), 0.0, 1.0));
+        let tacc = up(&base, &[n, h, w, c]);
+        pool::gap_backward(g, &up(&rr, &[n, c]), &tacc, true)
+            .unwrap()
+            .run(g);
+        check(
+            "gap bwd accumulate",
+            &down(&tacc),
+            &r::add(&base, &r::gap_backward(&rr, n, h * w, c)),
+            1e-6,
         );
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! # API
 //! - [`gap_forward`]`(gpu, x, y)`: `x` `[N][H][W][C]` → `y` `[N][C]`, mean over H·W.
-//! - [`gap_backward`]`(gpu, dy, dx)`: `dx[n][h][w][c] = dy[n][c] / (H·W)` (overwrites).
+//! - [`gap_backward`]`(gpu, dy, dx, accumulate)`: `dx[n][h][w][c] (+)= dy[n][c] / (H·W)`;
+//!   `accumulate` adds onto `dx` (a squeeze-excitation unit's pooled-input gradient onto its
+//!   branch's, `gpu::se`).
 //! - [`Pool2d`]`{k, stride, pad}`: a k×k window geometry; [`Pool2d::out_shape`] checks it
 //!   against an input and gives `[N][Ho][Wo][C]`, `Ho = (H + 2·pad − k)/stride + 1`.
 //! - [`maxpool_forward`]`(gpu, x, y, argmax, pool)`: `y` = each window's max (padding never
@@ -33,7 +35,7 @@ pub const KERNELS: &[KernelSpec] = &[
         file: "pool",
         source: SRC,
         entry: "gap_bwd",
-        modes: &[0],
+        modes: &[0, 1],
         slots: &[R, W, U],
     },
     KernelSpec {
@@ -83,11 +85,11 @@ pub fn gap_forward(gpu: &Gpu, x: &Tensor, y: &Tensor) -> Result<Op> {
     })
 }
 
-/// `dx[n][h][w][c] = dy[n][c] / (H·W)`.
-pub fn gap_backward(gpu: &Gpu, dy: &Tensor, dx: &Tensor) -> Result<Op> {
+/// `dx[n][h][w][c] = dy[n][c] / (H·W)`; added to `dx` when `accumulate`.
+pub fn gap_backward(gpu: &Gpu, dy: &Tensor, dx: &Tensor, accumulate: bool) -> Result<Op> {
     let words = gap_params(&dx.shape, &dy.shape)?;
     let p = params(gpu, words);
-    let k = kernel(gpu, KERNELS, "gap_bwd", 0)?;
+    let k = kernel(gpu, KERNELS, "gap_bwd", accumulate as u32)?;
     let d = Dispatch::new(gpu, &k, &[&dy.buf, &dx.buf, &p], grid_1d(dx.len(), WG))?;
     Ok(Op {
         dispatches: vec![d],
