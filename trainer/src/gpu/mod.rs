@@ -12,7 +12,8 @@ pub mod conv;
 pub mod gemm;
 pub mod space_to_depth;
 pub mod tune;
-// Non-convolution kernels (norm, elementwise, pooling, head, loss, optimizer, reductions).
+// Non-convolution kernels (norm, elementwise, pooling, head, loss, optimizer, reductions,
+// squeeze-excitation).
 pub mod elementwise;
 pub mod linear;
 pub mod loss;
@@ -20,6 +21,7 @@ pub mod norm;
 pub mod optim;
 pub mod pool;
 pub mod reduce;
+pub mod se;
 
 pub use compile::Prepared;
 pub use context::{list_adapters, Gpu};

@@ -1,5 +1,5 @@
 //! f64 references of the non-convolution kernels (`crate::gpu::{norm, elementwise, pool,
-//! linear, loss, optim, reduce}`), forward next to backward. Activations are NHWC, viewed as
+//! linear, loss, optim, reduce, se}`), forward next to backward. Activations are NHWC, viewed as
 //! `[rows][c]` with `rows = N·H·W` where only the channel matters.
 
 /// BatchNorm ε and momentum (docs/DESIGN.md).
@@ -238,6 +238,81 @@ pub fn residual_tail_backward(
     let (df, ddt) = step_scale_backward(&g, f, dt);
     let (dx, dgamma, dbeta) = bn_backward(&df, x, c, gamma, &bn.mean, &bn.invstd);
     (dx, dgamma, dbeta, ddt, g)
+}
+
+/// `σ(a) = 1 / (1 + e^−a)` elementwise (`gpu::se::se_gate_forward`).
+pub fn sigmoid(a: &[f64]) -> Vec<f64> {
+    a.iter().map(|&v| 1.0 / (1.0 + (-v).exp())).collect()
+}
+
+/// `(N, P, C)` of a squeeze-excitation tail from the lengths of `z` `[N][P][C]`, `g` `[N][C]`
+/// and `dt` `[C]`.
+fn se_dims(z: &[f64], g: &[f64], dt: &[f64]) -> (usize, usize, usize) {
+    let c = dt.len();
+    let n = g.len() / c;
+    assert!(c > 0 && n * c == g.len(), "se: g is not [N][{c}]");
+    let hw = z.len() / g.len();
+    assert_eq!(hw * g.len(), z.len(), "se: z is not [{n}][P][{c}]");
+    (n, hw, c)
+}
+
+/// Squeeze-excitation block tail (`gpu::se::se_residual_forward`), `z`, `sc` `[N][P][C]`,
+/// gate `g` `[N][C]`: `y[n,p,c] = max(0, sc + Δt[c] · z · g[n,c])`.
+pub fn se_residual_forward(z: &[f64], g: &[f64], dt: &[f64], sc: &[f64]) -> Vec<f64> {
+    let (n, hw, c) = se_dims(z, g, dt);
+    let mut y = vec![0.0; z.len()];
+    for b in 0..n {
+        for s in 0..hw {
+            for j in 0..c {
+                let i = (b * hw + s) * c + j;
+                y[i] = (sc[i] + dt[j] * z[i] * g[b * c + j]).max(0.0);
+            }
+        }
+    }
+    y
+}
+
+/// Gradients of [`se_residual_forward`]; `da` is w.r.t. the gate's pre-activation `a`
+/// (`g = σ(a)`).
+pub struct SeGrads {
+    pub dsc: Vec<f64>,
+    pub dz: Vec<f64>,
+    pub da: Vec<f64>,
+    pub ddt: Vec<f64>,
+}
+
+/// Analytic backward of [`se_residual_forward`] with `g = σ(a)`: with `m = dy · [y > 0]`,
+/// `dsc = m`, `dz = m · Δt · g`, `q[n,c] = Σ_p m · z`, `da = Δt · q · g · (1 − g)`,
+/// `dΔt[c] = Σ_n g · q`.
+pub fn se_residual_backward(dy: &[f64], y: &[f64], z: &[f64], g: &[f64], dt: &[f64]) -> SeGrads {
+    let (n, hw, c) = se_dims(z, g, dt);
+    let m = relu_backward(dy, y);
+    let mut dz = vec![0.0; z.len()];
+    let mut q = vec![0.0; n * c];
+    for b in 0..n {
+        for s in 0..hw {
+            for j in 0..c {
+                let i = (b * hw + s) * c + j;
+                dz[i] = m[i] * dt[j] * g[b * c + j];
+                q[b * c + j] += m[i] * z[i];
+            }
+        }
+    }
+    let mut da = vec![0.0; n * c];
+    let mut ddt = vec![0.0; c];
+    for b in 0..n {
+        for j in 0..c {
+            let (gi, qi) = (g[b * c + j], q[b * c + j]);
+            da[b * c + j] = dt[j] * qi * gi * (1.0 - gi);
+            ddt[j] += gi * qi;
+        }
+    }
+    SeGrads {
+        dsc: m,
+        dz,
+        da,
+        ddt,
+    }
 }
 
 /// Global average pool `[n][hw][c]` → `[n][c]`.
