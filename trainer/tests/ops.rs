@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 use tsc_trainer::gpu::norm::{self, BnGrad, BnShape, Epilogue};
-use tsc_trainer::gpu::{elementwise as ew, linear, loss, optim, pool, reduce, Gpu, Tensor};
+use tsc_trainer::gpu::{elementwise as ew, linear, loss, optim, pool, reduce, se, Gpu, Tensor};
 use tsc_trainer::reference::ops as r;
 use tsc_trainer::rng::Rng;
 
@@ -142,6 +142,7 @@ fn every_shader_compiles() {
         loss::KERNELS,
         optim::KERNELS,
         reduce::KERNELS,
+        se::KERNELS,
     ];
     let mut n = 0;
     for t in tables {
@@ -529,6 +530,123 @@ fn global_average_pool() {
             1e-6,
         );
     }
+}
+
+/// Squeeze-excitation tail shapes `(n, h, w, c, finite differences)`: odd sizes, 1×1 pixels
+/// (one pixel chunk), C a multiple of 4, few columns over many pixels (the backward's partial
+/// sums span several chunks, more than 32 at P = 3136) and N·C large enough for a single
+/// chunk of 9 pixels. The two large ones skip finite differences (quadratic in the size).
+const SE_SHAPES: &[(usize, usize, usize, usize, bool)] = &[
+    (3, 5, 7, 6, true),
+    (2, 1, 1, 5, true),
+    (2, 4, 6, 8, true),
+    (1, 12, 12, 3, true),
+    (1, 56, 56, 4, false),
+    (5, 3, 3, 2048, false),
+];
+
+#[test]
+fn squeeze_excite_forward_backward() {
+    let mut rng = rng("squeeze_excite");
+    let g = gpu();
+    for &(n, h, w, c, with_fd) in SE_SHAPES {
+        println!("shape n{n} h{h} w{w} c{c}");
+        let shape = [n, h, w, c];
+        let len = n * h * w * c;
+        let z = rounded(&randn(&mut rng, len, 0.0, 1.0));
+        let a = rounded(&randn(&mut rng, n * c, 0.0, 1.5));
+        let dt = rounded(&randn(&mut rng, c, 0.5, 0.2));
+        let rr = rounded(&randn(&mut rng, len, 0.0, 1.0)); // dL/dy for L = Σ r·y
+        let gate = r::sigmoid(&a);
+        // The shortcut keeps every pre-activation at least 1e-3 from ReLU's kink, so neither a
+        // finite-difference step (≤ 1e-6 · |Δt·z|) nor f32 rounding crosses it.
+        let mut sc = rounded(&randn(&mut rng, len, 0.0, 1.0));
+        for i in 0..len {
+            let t = dt[i % c] * z[i] * gate[(i / (h * w * c)) * c + i % c];
+            let pre = sc[i] + t;
+            if pre.abs() < 1e-3 {
+                sc[i] += if pre < 0.0 { -2e-3 } else { 2e-3 };
+            }
+        }
+        let sc = rounded(&sc);
+
+        // Gate: the GPU's sigmoid against f64.
+        let (ta, tg) = (up(&a, &[n, c]), out(&[n, c]));
+        se::se_gate_forward(g, &ta, &tg).unwrap().run(g);
+        check("se gate σ(a)", &down(&tg), &gate, 1e-6);
+
+        // The tail forward, fed the f32 gate so the reference sees what the GPU sees.
+        let g32 = rounded(&gate);
+        let (tz, tg32, tdt, tsc) = (
+            up(&z, &shape),
+            up(&g32, &[n, c]),
+            up(&dt, &[c]),
+            up(&sc, &shape),
+        );
+        let ty = out(&shape);
+        se::se_residual_forward(g, &tz, &tg32, &tdt, &tsc, &ty)
+            .unwrap()
+            .run(g);
+        let y32 = r::se_residual_forward(&z, &g32, &dt, &sc);
+        check("se fwd y", &down(&ty), &y32, 1e-6);
+
+        // Backward from the GPU forward's y.
+        let (tdsc, tdz, tda, tddt) = (out(&shape), out(&shape), out(&[n, c]), out(&[c]));
+        se::se_residual_backward(
+            g,
+            &up(&rr, &shape),
+            &ty,
+            &tz,
+            &tg32,
+            &tdt,
+            &tdsc,
+            &tdz,
+            &tda,
+            &tddt,
+        )
+        .unwrap()
+        .run(g);
+        let (dsc, dz, da, ddt) = (down(&tdsc), down(&tdz), down(&tda), down(&tddt));
+        if !with_fd {
+            let want = r::se_residual_backward(&rr, &y32, &z, &g32, &dt);
+            check("se bwd dsc", &dsc, &want.dsc, 0.0);
+            check("se bwd dz", &dz, &want.dz, 1e-6);
+            check("se bwd da", &da, &want.da, 1e-5);
+            check("se bwd ddt", &ddt, &want.ddt, 1e-5);
+            continue;
+        }
+        // The analytic backward at g = σ(a) exactly, against central differences of
+        // L = Σ r·y in each input (a through the sigmoid).
+        let y = r::se_residual_forward(&z, &gate, &dt, &sc);
+        let want = r::se_residual_backward(&rr, &y, &z, &gate, &dt);
+        let lz = |v: &[f64]| dot(&rr, &r::se_residual_forward(v, &gate, &dt, &sc));
+        let la = |v: &[f64]| dot(&rr, &r::se_residual_forward(&z, &r::sigmoid(v), &dt, &sc));
+        let ld = |v: &[f64]| dot(&rr, &r::se_residual_forward(&z, &gate, v, &sc));
+        let ls = |v: &[f64]| dot(&rr, &r::se_residual_forward(&z, &gate, &dt, v));
+        check_grad("se bwd dsc", &dsc, &want.dsc, &fd(&ls, &sc), 1e-6);
+        check_grad("se bwd dz", &dz, &want.dz, &fd(&lz, &z), 1e-6);
+        check_grad("se bwd da", &da, &want.da, &fd(&la, &a), 1e-5);
+        check_grad("se bwd ddt", &ddt, &want.ddt, &fd(&ld, &dt), 1e-5);
+    }
+    // Mismatched shapes are refused with an error, not a panic or a bad dispatch.
+    let (z, y) = (g.zeros(&[2, 3, 3, 4]), g.zeros(&[2, 3, 3, 4]));
+    let (gt, dt) = (g.zeros(&[2, 4]), g.zeros(&[4]));
+    assert!(se::se_residual_forward(g, &z, &gt, &dt, &z, &y).is_ok());
+    assert!(se::se_residual_forward(g, &z, &g.zeros(&[4, 2]), &dt, &z, &y).is_err());
+    assert!(se::se_residual_forward(g, &z, &gt, &g.zeros(&[3]), &z, &y).is_err());
+    assert!(se::se_residual_forward(g, &z, &gt, &dt, &z, &g.zeros(&[2, 3, 4, 3])).is_err());
+    assert!(se::se_residual_forward(g, &g.zeros(&[18, 4]), &gt, &dt, &z, &y).is_err());
+    assert!(se::se_gate_forward(g, &gt, &g.zeros(&[4, 2])).is_err());
+    let (dsc, dz, da, ddt) = (
+        g.zeros(&[2, 3, 3, 4]),
+        g.zeros(&[2, 3, 3, 4]),
+        g.zeros(&[2, 4]),
+        g.zeros(&[4]),
+    );
+    assert!(se::se_residual_backward(g, &y, &y, &z, &gt, &dt, &dsc, &dz, &da, &ddt).is_ok());
+    assert!(se::se_residual_backward(g, &y, &y, &z, &gt, &dt, &dsc, &dz, &dt, &ddt).is_err());
+    assert!(se::se_residual_backward(g, &y, &y, &z, &gt, &dt, &dsc, &dz, &da, &da).is_err());
+    assert!(se::se_residual_backward(g, &gt, &y, &z, &gt, &dt, &dsc, &dz, &da, &ddt).is_err());
 }
 
 /// Max-pool geometries `(n, h, w, c, k, stride, pad)`: the ImageNet stem pool (k3 s2 p1) on odd
