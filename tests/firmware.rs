@@ -244,18 +244,22 @@ fn firmware_in_qemu_matches_host() {
     compare_with_host(&elf, &model_path, &images_path);
 }
 
-/// A bottleneck ResNet (1×1–3×3–1×1 blocks, w̄ = [conv1, conv3]), briefly trained on the
-/// shipped digits and folded, runs in QEMU with the same results as core on the host.
+/// An SE-ResNeXt (bottleneck blocks 1×1–3×3–1×1 with the 3×3 in 4 groups, w̄ = [conv1,
+/// conv3], a squeeze-excitation unit on every block whose fc1 folding rescaled by 1/Δt),
+/// briefly trained on the shipped digits and folded, runs in QEMU with the same results as
+/// core on the host. One firmware build covers bottlenecks, groups and SE.
 #[test]
-fn bottleneck_firmware_in_qemu_matches_host() {
-    if !tools_or_skip("bottleneck_firmware_in_qemu_matches_host") {
+fn se_resnext_firmware_in_qemu_matches_host() {
+    if !tools_or_skip("se_resnext_firmware_in_qemu_matches_host") {
         return;
     }
     let dir = tsc_tests::scratch_dir("firmware_bottleneck");
     let gpu = tsc_trainer::gpu::Gpu::new(None).unwrap();
     let mut cfg = tsc_tests::tiny_digits("lstm");
-    cfg.arch = "cifar-bottleneck".into();
+    cfg.arch = "cifar-resnext".into();
     cfg.depth = 11;
+    cfg.groups = 4;
+    cfg.se_reduction = 4;
     cfg.epochs = 1;
     tsc_tests::train_into(&gpu, &cfg, &dir, false, None);
     let ck_bytes = std::fs::read(dir.join("checkpoint.tscm")).unwrap();
@@ -264,6 +268,7 @@ fn bottleneck_firmware_in_qemu_matches_host() {
         ck.arch().block,
         tsc_core::BlockKind::Bottleneck { .. }
     ));
+    assert_eq!((ck.arch().groups, ck.arch().se_reduction), (4, 4));
     let model_path = dir.join("bottleneck.tscm");
     std::fs::write(&model_path, tsc_core::fold::fold_to_vec(&ck).unwrap()).unwrap();
     // The last 8 held-out digits, in the firmware's image format (images.rs).

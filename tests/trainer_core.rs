@@ -1,7 +1,8 @@
 //! The GPU trainer against core on the same weights: step sizes recomputed by core from a
 //! checkpoint match the GPU controller's (1e-5), and on real held-out digits the GPU's
 //! evaluation logits match core's inference on the folded export (1e-4 relative), for every
-//! step-size mode and every block family (basic, CIFAR bottleneck, ImageNet ResNet-18). The checkpoints are briefly trained, so BN statistics and Δt are not at
+//! step-size mode and every block family (basic, CIFAR bottleneck, ImageNet ResNet-18,
+//! ResNeXt, SE). The checkpoints are briefly trained, so BN statistics and Δt are not at
 //! their initial values.
 
 use tsc_core::Model;
@@ -21,9 +22,11 @@ fn compare_cfg(cfg: &tsc_trainer::config::TrainConfig) {
     let gpu = Gpu::new(None).unwrap();
     let steps = format!("{} {}", cfg.arch, cfg.steps);
     let dir = scratch_dir(&format!(
-        "trainer_core_{}_{}",
+        "trainer_core_{}_{}_g{}_se{}",
         cfg.arch,
-        cfg.steps.replace(':', "_")
+        cfg.steps.replace(':', "_"),
+        cfg.groups,
+        cfg.se_reduction
     ));
     train_into(&gpu, cfg, &dir, false, None);
     let bytes = std::fs::read(dir.join("checkpoint.tscm")).unwrap();
@@ -133,5 +136,21 @@ fn imagenet_resnet18_matches_core() {
     cfg.shortcut = "B".into();
     cfg.epochs = 1;
     cfg.max_steps = 3;
+    compare_cfg(&cfg);
+}
+
+#[test]
+fn resnext_and_se_match_core() {
+    // A CIFAR ResNeXt (grouped 3×3s, 4 groups of 2 channels at width 0.5) and an SE ResNet-8
+    // (gate on every block; folding rescales the SE's fc1 by 1/Δt) on real digits.
+    let mut cfg = tiny_digits("lstm");
+    cfg.arch = "cifar-resnext".into();
+    cfg.depth = 11;
+    cfg.groups = 4;
+    cfg.epochs = 1;
+    compare_cfg(&cfg);
+    let mut cfg = tiny_digits("lstm");
+    cfg.se_reduction = 4;
+    cfg.epochs = 1;
     compare_cfg(&cfg);
 }

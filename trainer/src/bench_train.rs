@@ -19,6 +19,15 @@ pub struct TrainBenchArgs {
     /// Depth of the CIFAR families (6n+2 basic, 9n+2 bottleneck).
     #[arg(long, default_value_t = 20)]
     pub depth: usize,
+    /// Width multiplier of the CIFAR families.
+    #[arg(long, default_value_t = 1.0)]
+    pub width: f32,
+    /// Groups of the branch's 3x3 convs (0: the family's default).
+    #[arg(long, default_value_t = 0)]
+    pub groups: usize,
+    /// Squeeze-excitation reduction on every block (0: the family's default).
+    #[arg(long = "se", value_name = "R", default_value_t = 0)]
+    pub se_reduction: usize,
     /// Images per step.
     #[arg(long, default_value_t = 128)]
     pub batch: usize,
@@ -49,10 +58,6 @@ pub fn run(gpu: &Gpu, a: &TrainBenchArgs) -> Result<()> {
     anyhow::ensure!(a.reps >= 1, "--reps {}: must be at least 1", a.reps);
     println!("device: {}", gpu.describe());
     let reps = a.reps;
-    println!(
-        "{} depth {} batch {} on random 32x32x3 CIFAR-shaped data, median of {reps} interleaved rounds",
-        a.arch, a.depth, a.batch
-    );
     let mut rng = Rng::new(7);
     let x: Vec<f32> = (0..a.batch * 32 * 32 * 3).map(|_| rng.normal()).collect();
     let y: Vec<u32> = (0..a.batch).map(|_| rng.below_usize(10) as u32).collect();
@@ -62,7 +67,10 @@ pub fn run(gpu: &Gpu, a: &TrainBenchArgs) -> Result<()> {
         let cfg = TrainConfig {
             arch: a.arch.clone(),
             depth: a.depth,
-            shortcut: if a.arch.starts_with("resnet") {
+            width: a.width,
+            groups: a.groups,
+            se_reduction: a.se_reduction,
+            shortcut: if !a.arch.starts_with("cifar") {
                 "B"
             } else {
                 "A"
@@ -73,6 +81,13 @@ pub fn run(gpu: &Gpu, a: &TrainBenchArgs) -> Result<()> {
         };
         cfg.validate()?;
         let arch = arch_for(&cfg, Shape3::new(32, 32, 3), 10, &[0.5; 3], &[0.25; 3])?;
+        if runs.is_empty() {
+            println!(
+                "{} batch {} on random 32x32x3 CIFAR-shaped data, median of {reps} interleaved rounds",
+                crate::model::arch_name(&arch),
+                a.batch
+            );
+        }
         let host = HostModel::init(arch, vec![], 1)?;
         let m = GpuModel::new(gpu, &host, 0.9, 1e-4)?;
         gpu.write(&m.lr, &[0.01]);

@@ -4,7 +4,8 @@
 //! Everything is built once; a step uploads a batch, replays the dispatches and reads back
 //! 16 bytes of metrics. Block structure and names follow docs/DESIGN.md and core's one
 //! description of the network ([`tsc_core::Arch::branch`]):
-//! `y = ReLU(shortcut(x) + Δt ⊗ BN_last(conv_last(… ReLU(BN1(conv1(x))))))`.
+//! `y = ReLU(shortcut(x) + Δt ⊗ BN_last(conv_last(… ReLU(BN1(conv1(x))))))`, with an SE unit's
+//! gate `⊙ g(·)` on `BN_last`'s output when the architecture has SE units.
 //!
 //! Each layer's forward records its backward on a tape at the same time (`Builder::conv_bn`,
 //! `Builder::stem`, `Builder::block`); the training program is the forward, then the head's
@@ -17,7 +18,9 @@
 
 use crate::gpu::controller::{BlockTensors, CtlMode, CtlParams, LstmTensors, StageController};
 use crate::gpu::conv::{conv_backward_data, conv_backward_weights, conv_forward, ConvShape};
-use crate::gpu::elementwise::{add_inplace, shortcut_a_backward, shortcut_a_forward};
+use crate::gpu::elementwise::{
+    add_inplace, relu_backward, relu_forward, shortcut_a_backward, shortcut_a_forward,
+};
 use crate::gpu::linear::{linear_backward, linear_forward};
 use crate::gpu::loss::softmax_ce;
 use crate::gpu::norm::{
@@ -27,6 +30,7 @@ use crate::gpu::optim::sgd_step;
 use crate::gpu::pool::{gap_backward, gap_forward};
 use crate::gpu::pool::{maxpool_backward, maxpool_forward, Pool2d};
 use crate::gpu::reduce::Op;
+use crate::gpu::se::{se_gate_forward, se_residual_backward, se_residual_forward};
 use crate::gpu::{Dispatch, Gpu, Recorder, Tensor};
 use crate::model::{block_convs, stem_conv, HostModel, HostTensor};
 use anyhow::{anyhow, bail, Context, Result};
@@ -579,16 +583,20 @@ impl<'a> Builder<'a> {
         let mut branch: Tape<'a> = Vec::new();
         let mut h = x.clone();
         let last = cv.branch.len() - 1;
+        let se = a.se_reduction != 0;
         for (i, g) in cv.branch.iter().enumerate() {
-            let after = if i == last {
+            let after = if i < last {
+                After::Relu
+            } else if se {
+                // The SE tail below takes the last BN's plain output.
+                After::None
+            } else {
                 After::Residual {
                     dt: m.dt_of(s, b)?,
                     ddt: m.ddt_of(s, b)?,
                     shortcut: shortcut.clone(),
                     dshortcut: dshortcut.clone(),
                 }
-            } else {
-                After::Relu
             };
             let (y, back) = self.conv_bn(
                 &h,
@@ -598,6 +606,11 @@ impl<'a> Builder<'a> {
                 after,
                 true,
             )?;
+            branch.extend(back);
+            h = y;
+        }
+        if se {
+            let (y, back) = self.se_tail(s, b, &h, &shortcut, &dshortcut)?;
             branch.extend(back);
             h = y;
         }
@@ -618,6 +631,81 @@ impl<'a> Builder<'a> {
             }));
         }
         Ok(h)
+    }
+
+    /// The squeeze-excitation tail of block (s, b) on the last BN's output `z`:
+    /// `y = ReLU(shortcut + Δt ⊗ z ⊙ g)`, `g = sigmoid(fc2 ReLU(fc1 pool(z)))` per image;
+    /// the backward writes dL/dz, dL/dΔt, dL/d(shortcut) and the SE fcs' gradients.
+    fn se_tail(
+        &mut self,
+        s: usize,
+        b: usize,
+        z: &Tensor,
+        shortcut: &Tensor,
+        dshortcut: &Tensor,
+    ) -> Result<(Tensor, Option<Backward<'a>>)> {
+        let (gpu, m, n) = (self.gpu, self.m, self.batch);
+        let c = *z.shape.last().unwrap_or(&1);
+        let hid = m.arch.se_hidden(c);
+        let p = format!("s{s}.b{b}.se");
+        let (w1, b1) = (
+            m.param(&format!("{p}.fc1.w"))?,
+            m.param(&format!("{p}.fc1.b"))?,
+        );
+        let (w2, b2) = (
+            m.param(&format!("{p}.fc2.w"))?,
+            m.param(&format!("{p}.fc2.b"))?,
+        );
+        let (dt, ddt) = (m.dt_of(s, b)?, m.ddt_of(s, b)?);
+        let pooled = self.act(&[n, c]);
+        let a1 = self.act(&[n, hid]);
+        let h1 = self.act(&[n, hid]);
+        let a2 = self.act(&[n, c]);
+        let g = self.act(&[n, c]);
+        let y = self.act(&z.shape);
+        self.push(gap_forward(gpu, z, &pooled)?);
+        self.push(linear_forward(gpu, &pooled, &w1.value, &b1.value, &a1)?);
+        self.push(relu_forward(gpu, &a1, &h1)?);
+        self.push(linear_forward(gpu, &h1, &w2.value, &b2.value, &a2)?);
+        self.push(se_gate_forward(gpu, &a2, &g)?);
+        self.push(se_residual_forward(gpu, z, &g, dt, shortcut, &y)?);
+        if !self.train {
+            return Ok((y, None));
+        }
+        let (z, yc, dsc) = (z.clone(), y.clone(), dshortcut.clone());
+        let back: Backward<'a> = Box::new(move |bd: &mut Builder<'a>, dy: Tensor| {
+            let dz = bd.act(&z.shape);
+            let da2 = bd.act(&[n, c]);
+            bd.push(se_residual_backward(
+                bd.gpu, &dy, &yc, &z, &g, dt, &dsc, &dz, &da2, ddt,
+            )?);
+            let dh1 = bd.act(&[n, hid]);
+            bd.push(linear_backward(
+                bd.gpu,
+                &da2,
+                &h1,
+                &w2.value,
+                Some(&dh1),
+                &w2.grad,
+                &b2.grad,
+            )?);
+            let da1 = bd.act(&[n, hid]);
+            bd.push(relu_backward(bd.gpu, &dh1, &h1, &da1)?);
+            let dpooled = bd.act(&[n, c]);
+            bd.push(linear_backward(
+                bd.gpu,
+                &da1,
+                &pooled,
+                &w1.value,
+                Some(&dpooled),
+                &w1.grad,
+                &b1.grad,
+            )?);
+            // The pool's share of dL/dz adds onto the gate product's.
+            bd.push(gap_backward(bd.gpu, &dpooled, &dz, true)?);
+            Ok(Some(dz))
+        });
+        Ok((y, Some(back)))
     }
 }
 
@@ -653,9 +741,6 @@ impl Graph {
     /// Build the program for `batch` images.
     pub fn new(gpu: &Gpu, m: &GpuModel, batch: usize, mode: Mode) -> Result<Graph> {
         let a = &m.arch;
-        if a.se_reduction != 0 {
-            bail!("SE units are not in the GPU graph yet");
-        }
         let train = mode == Mode::Train;
         let mut bd = Builder {
             gpu,

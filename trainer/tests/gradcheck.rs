@@ -3,7 +3,8 @@
 //! gradient is compared with central finite differences of the f64 CPU reference of the same
 //! network (`reference::network::train_loss`), for every step mode and both shortcut kinds;
 //! then per block kind: a bottleneck net (depth 11, also grouped with the stride on the 3×3)
-//! and the ImageNet stem (7×7/2 conv, 3×3/2 max pool) on a 16×16 input.
+//! and the ImageNet stem (7×7/2 conv, 3×3/2 max pool) on a 16×16 input; ResNeXt's grouped
+//! bottleneck and squeeze-excitation units (basic and grouped bottleneck) at fixed:1 and lstm.
 //! The error per group is `‖g_gpu − g_fd‖ / ‖g_fd‖` over the checked elements.
 
 use std::collections::HashMap;
@@ -16,7 +17,9 @@ use tsc_trainer::reference::network::{train_loss, Weights};
 use tsc_trainer::rng::Rng;
 
 fn group_of(name: &str) -> &'static str {
-    if name.contains(".ctl.") {
+    if name.contains(".se.") {
+        "se"
+    } else if name.contains(".ctl.") {
         if name.contains("lstm") {
             "lstm"
         } else if name.contains("fc_in") {
@@ -204,6 +207,24 @@ fn gradients_imagenet_stem_with_max_pool() {
     check_arch(a, side, 31);
     let (a, side) = tiny("imagenet-stem", "lstm", "B");
     check_arch(a, side, 32);
+}
+
+#[test]
+fn gradients_resnext_and_se() {
+    // ResNeXt's grouped bottleneck at fixed:1 (its lstm twin is in gradients_bottleneck).
+    let (mut a, side) = tiny("cifar-bottleneck", "fixed:1", "A");
+    a.groups = 2;
+    check_arch(a, side, 41);
+    // SE units on basic blocks (widths 4/8/16, hidden 2/4/8) and on a grouped bottleneck.
+    for (steps, shortcut, seed) in [("fixed:1", "A", 42), ("lstm", "B", 43)] {
+        let (mut a, side) = tiny("cifar", steps, shortcut);
+        a.se_reduction = 2;
+        check_arch(a, side, seed);
+    }
+    let (mut a, side) = tiny("cifar-bottleneck", "lstm", "B");
+    a.groups = 2;
+    a.se_reduction = 4;
+    check_arch(a, side, 44);
 }
 
 #[allow(dead_code)]

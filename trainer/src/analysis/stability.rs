@@ -656,6 +656,13 @@ pub fn summary(s: &Stability) -> String {
     )
 }
 
+/// Printed for models with squeeze-excitation units.
+pub const SE_NOTE: &str =
+    "note: this model has squeeze-excitation units. Proposition 1's bound does not cover them: \
+the SE gate g(x) depends on the block's own features, so a perturbation also moves the gate \
+and the block is no longer Δt times a fixed linear map. The bound columns treat each gate as 1 \
+(the ‖A‖ norms are the convs' alone); the measured columns run the real SE blocks.";
+
 /// The whole command: table and summary on the terminal, CSV to `csv`.
 pub fn command(
     path: &Path,
@@ -679,6 +686,9 @@ pub fn command(
     let t = table(&s);
     print!("{}", t.render());
     println!("{}", summary(&s));
+    if m.arch().se_reduction != 0 {
+        println!("{}", SE_NOTE);
+    }
     t.write_csv(csv)?;
     println!("wrote {}", csv.display());
     Ok(s)

@@ -34,6 +34,37 @@ fn relu(v: Vec<f64>) -> Vec<f64> {
     v.into_iter().map(|x| x.max(0.0)).collect()
 }
 
+/// The squeeze-excitation unit of block `p` (`"sS.bB"`) over `f` (`n` images of `hw`
+/// pixels, `c` channels): pool, fc1, ReLU, fc2, sigmoid, per-image channel-wise product.
+fn squeeze_excite(w: &Weights, p: &str, f: &[f64], n: usize, c: usize) -> Vec<f64> {
+    let hw = f.len() / (n * c);
+    let hid = w[&format!("{p}.se.fc1.b")].len();
+    let pooled = gap_forward(f, n, hw, c);
+    let h = relu(linear_forward(
+        &pooled,
+        &w[&format!("{p}.se.fc1.w")],
+        &w[&format!("{p}.se.fc1.b")],
+        n,
+        c,
+        hid,
+    ));
+    let a = linear_forward(
+        &h,
+        &w[&format!("{p}.se.fc2.w")],
+        &w[&format!("{p}.se.fc2.b")],
+        n,
+        hid,
+        c,
+    );
+    f.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let (img, ch) = (i / (hw * c), i % c);
+            v / (1.0 + (-a[img * c + ch]).exp())
+        })
+        .collect()
+}
+
 /// Δt of every block of `stage` for the model's step mode.
 pub fn stage_steps(a: &Arch, w: &Weights, stage: usize) -> Vec<Vec<f64>> {
     let st = a.stages()[stage];
@@ -87,7 +118,8 @@ pub fn stage_steps(a: &Arch, w: &Weights, stage: usize) -> Vec<Vec<f64>> {
 }
 
 /// Mean softmax cross-entropy of a training-mode forward pass over `images` (NHWC, already
-/// normalised) with `labels`. The block structure comes from core's description
+/// normalised) with `labels`. SE units (when the architecture has them) scale the last BN's
+/// output before Δt. The block structure comes from core's description
 /// ([`crate::model::block_convs`] walks `Arch::branch`).
 pub fn train_loss(a: &Arch, w: &Weights, images: &[f64], labels: &[u32]) -> f64 {
     let n = labels.len();
@@ -116,6 +148,9 @@ pub fn train_loss(a: &Arch, w: &Weights, images: &[f64], labels: &[u32]) -> f64 
                     sh.cout,
                 );
                 f = if i == last { t } else { relu(t) };
+            }
+            if a.se_reduction != 0 {
+                f = squeeze_excite(w, &p, &f, n, c);
             }
             let short = if !g.shape_change {
                 x.clone()
