@@ -44,6 +44,24 @@ fn negative_and_zero_values_get_the_flags_own_error() {
 }
 
 #[test]
+fn family_flags_are_checked_in_their_own_words() {
+    for cmd in [&["info", "--arch"][..], &["train", "--max-steps", "1", "--arch"][..]] {
+        let with = |rest: &[&'static str]| [cmd, rest].concat();
+        fails_naming(&with(&["cifar", "--se", "0"]), "--se 0");
+        // ResNet-20's first stage is 16 wide: a 17-fold reduction leaves no hidden channel.
+        fails_naming(&with(&["cifar", "--se", "17"]), "--se 17");
+        fails_naming(&with(&["cifar", "--groups", "3"]), "--groups 3");
+        fails_naming(&with(&["cifar", "--groups", "0"]), "--groups 0");
+        fails_naming(&with(&["cifar", "--base-width", "8"]), "--base-width 8");
+        // 8 groups of a middle width of 6 (16 · 3/64 · 8).
+        fails_naming(
+            &with(&["cifar-resnext", "--depth", "11", "--base-width", "3"]),
+            "--groups 8",
+        );
+    }
+}
+
+#[test]
 fn no_driver_noise_without_a_runtime_dir() {
     for unset in [true, false] {
         let mut c = Command::new(env!("CARGO_BIN_EXE_trainer"));
