@@ -123,7 +123,7 @@ pub fn command(
     check_out(checkpoint, out)?;
     let host = HostModel::load(checkpoint)?;
     let (train_ds, _) = data::load(&cfg.dataset_spec()?)?;
-    check_fits(&host.arch, &train_ds, "the checkpoint")?;
+    check_fits(&host.arch, &host.class_names, &train_ds, "the checkpoint")?;
     let a = &host.arch;
     let norm = Normalization {
         mean: a.mean[..a.input.c].to_vec(),

@@ -144,9 +144,14 @@ struct TrainArgs {
     /// TOML config file; flags override its values.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Run folder (config.toml, checkpoint.tscm, metrics.csv). Default: runs/<dataset>-<steps>.
+    /// Run folder (config.toml, checkpoint.tscm, metrics.csv). Default:
+    /// runs/<dataset>-<arch><depth>-<steps> (plus width, groups, SE when set). A folder that
+    /// already holds a run is refused: --resume continues it, --overwrite replaces it.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Replace the run already in the --out folder (its checkpoint and metrics are lost).
+    #[arg(long)]
+    overwrite: bool,
     /// Continue the run in this folder from its last checkpoint (its config is reused;
     /// --epochs may extend it).
     #[arg(long, value_name = "RUN")]
@@ -453,10 +458,40 @@ struct EvalArgs {
 fn main() {
     private_runtime_dir();
     let cli = parse();
+    closed_output_policy(matches!(cli.cmd, Cmd::Train(_) | Cmd::Sweep(_)));
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// What a closed stdout or a lost terminal does. Training keeps going (its progress output is
+/// best effort, see `train::say!`, and a hang-up no longer kills it), so its checkpoints keep
+/// coming; every other command is a reader whose output is its result, and `trainer info M |
+/// head -1` should end it quietly, as SIGPIPE ends `cat` (Rust ignores SIGPIPE by default,
+/// which turns the closed pipe into a panic in `println!`).
+fn closed_output_policy(training: bool) {
+    #[cfg(unix)]
+    {
+        extern "C" {
+            fn signal(signum: i32, handler: usize) -> usize;
+        }
+        const SIGHUP: i32 = 1;
+        const SIGPIPE: i32 = 13;
+        const SIG_DFL: usize = 0;
+        const SIG_IGN: usize = 1;
+        // SAFETY: `signal` with SIG_DFL/SIG_IGN installs no handler code; called before any
+        // thread is spawned.
+        unsafe {
+            if training {
+                signal(SIGHUP, SIG_IGN);
+            } else {
+                signal(SIGPIPE, SIG_DFL);
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = training;
 }
 
 /// The command line, with negative numbers accepted as values (`--lr -1`) so that each
@@ -521,12 +556,13 @@ fn run(cli: Cli) -> Result<()> {
             let run_dir = match (&a.resume, &a.out) {
                 (Some(r), _) => r.clone(),
                 (None, Some(o)) => o.clone(),
-                (None, None) => PathBuf::from(format!(
-                    "runs/{}-{}",
-                    cfg.dataset,
-                    cfg.steps.replace(':', "-")
-                )),
+                (None, None) => PathBuf::from("runs").join(train::default_run_name(&cfg)),
             };
+            if a.resume.is_none() {
+                train::claim_run_folder(&run_dir, a.overwrite)?;
+            } else if a.overwrite {
+                bail!("--overwrite starts a run afresh; --resume continues one: give one of them");
+            }
             let gpu = gpu()?;
             let stats = train::train(
                 &cfg,
@@ -540,7 +576,7 @@ fn run(cli: Cli) -> Result<()> {
                 },
             )?;
             if let Some(s) = stats.last() {
-                println!(
+                tsc_trainer::say!(
                     "done: test top-1 error {:.2}% (accuracy {:.2}%), checkpoint {}",
                     100.0 * s.test_err,
                     100.0 * (1.0 - s.test_err),

@@ -20,6 +20,16 @@ use std::sync::Arc;
 use std::time::Instant;
 use tsc_core::arch::{Arch, ModelKind, Shape3};
 
+/// Progress output of a run: best effort, so a closed terminal or pipe (`train … | head`)
+/// never stops training or checkpointing.
+#[macro_export]
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 pub const CHECKPOINT: &str = "checkpoint.tscm";
 /// The initialised model before the first step (`train --save-init`), in the checkpoint format.
 pub const INIT_CHECKPOINT: &str = "init.tscm";
@@ -49,8 +59,11 @@ pub struct EvalStats {
     pub samples: u64,
 }
 
-/// Check that a model fits a dataset (input shape and classes).
-pub fn check_fits(arch: &Arch, ds: &Dataset, what: &str) -> Result<()> {
+/// Check that a model fits a dataset: input shape, number of classes, and class names
+/// (`names`, the model's), so a cat/dog model is not scored on an apple/banana folder.
+/// A name that is just its index (`"3"`, what loaders use without a names file) matches
+/// anything.
+pub fn check_fits(arch: &Arch, names: &[String], ds: &Dataset, what: &str) -> Result<()> {
     let (h, w, c) = ds.shape;
     if arch.input != Shape3::new(h, w, c) || arch.classes != ds.classes {
         bail!(
@@ -61,6 +74,25 @@ pub fn check_fits(arch: &Arch, ds: &Dataset, what: &str) -> Result<()> {
             arch.input.c,
             arch.classes,
             ds.classes
+        );
+    }
+    let placeholder = |i: usize, n: &str| n.is_empty() || n == i.to_string();
+    let differ: Vec<String> = names
+        .iter()
+        .zip(&ds.class_names)
+        .enumerate()
+        .filter(|(i, (a, b))| a != b && !placeholder(*i, a) && !placeholder(*i, b))
+        .map(|(i, (a, b))| format!("#{i} {a:?} vs {b:?}"))
+        .collect();
+    if !differ.is_empty() {
+        let more = if differ.len() > 3 {
+            format!(" and {} more", differ.len() - 3)
+        } else {
+            String::new()
+        };
+        bail!(
+            "{what}'s classes are not the dataset's: {}{more} (a model of another dataset?)",
+            differ[..differ.len().min(3)].join(", ")
         );
     }
     Ok(())
@@ -195,7 +227,8 @@ pub fn train(cfg: &TrainConfig, run: &TrainRun) -> Result<Vec<EpochStats>> {
 
     let mut host = if run.resume {
         let host = HostModel::load(&ck_path)?;
-        check_fits(&host.arch, &train_ds, "the checkpoint")?;
+        check_fits(&host.arch, &host.class_names, &train_ds, "the checkpoint")?;
+        check_optimizer_state(&host, &ck_path)?;
         host
     } else {
         let arch = arch_for(
@@ -213,22 +246,25 @@ pub fn train(cfg: &TrainConfig, run: &TrainRun) -> Result<Vec<EpochStats>> {
         .map_or(0, |&e| e as usize);
     std::fs::create_dir_all(&run.run_dir)
         .with_context(|| format!("cannot create run folder {}", run.run_dir.display()))?;
+    remove_stale_temporaries(&run.run_dir);
     write_atomic(&run.run_dir.join(CONFIG), cfg.to_toml().as_bytes())?;
     if run.save_init {
         let p = run.run_dir.join(INIT_CHECKPOINT);
         host.save(&p)?;
         if !run.quiet {
-            println!("initial state: {}", p.display());
+            say!("initial state: {}", p.display());
         }
     }
     let metrics_path = run.run_dir.join(METRICS);
     if !run.resume || !metrics_path.exists() {
         write_atomic(&metrics_path, METRICS_HEADER.as_bytes())?;
+    } else {
+        reconcile_metrics(&metrics_path, start_epoch)?;
     }
     if !run.quiet {
-        println!("device: {}", gpu.describe());
-        println!("model: {}", describe_arch(&host.arch));
-        println!(
+        say!("device: {}", gpu.describe());
+        say!("model: {}", describe_arch(&host.arch));
+        say!(
             "data: {} train / {} test images of {h}x{w}x{c}, {} classes; run folder {}",
             train_ds.len(),
             test_ds.len(),
@@ -236,11 +272,11 @@ pub fn train(cfg: &TrainConfig, run: &TrainRun) -> Result<Vec<EpochStats>> {
             run.run_dir.display()
         );
         if start_epoch > 0 {
-            println!("resuming after epoch {start_epoch}");
+            say!("resuming after epoch {start_epoch}");
         }
     }
     if start_epoch >= cfg.epochs {
-        println!("the run already has {start_epoch} of {} epochs", cfg.epochs);
+        say!("the run already has {start_epoch} of {} epochs", cfg.epochs);
         return Ok(Vec::new());
     }
 
@@ -264,7 +300,7 @@ pub fn train(cfg: &TrainConfig, run: &TrainRun) -> Result<Vec<EpochStats>> {
     // Every pipeline of both graphs, compiled on all cores before the first step.
     let prepared = gpu.prepare_with(!run.quiet)?;
     if !run.quiet && prepared.kernels > 0 {
-        println!("kernels: {prepared}");
+        say!("kernels: {prepared}");
     }
 
     let mut out = Vec::new();
@@ -311,7 +347,11 @@ pub fn train(cfg: &TrainConfig, run: &TrainRun) -> Result<Vec<EpochStats>> {
             images_per_s: seen as f64 / train_secs,
             seconds: t0.elapsed().as_secs_f64(),
         };
-        // Checkpoint first, then the metrics row: a crash in between re-runs the epoch.
+        // The metrics row first, then the checkpoint: a crash in between leaves a row the
+        // checkpoint does not have yet, which the resumed run drops (`reconcile_metrics`)
+        // before it re-runs that epoch. (The other order would lose the row for good.)
+        append_metrics(&metrics_path, &st)?;
+        inject_fault("after-metrics", epoch + 1);
         host = m.download(gpu, &host)?;
         host.extras.retain(|t| t.name != "meta.epoch");
         host.extras.push(HostTensor {
@@ -320,9 +360,8 @@ pub fn train(cfg: &TrainConfig, run: &TrainRun) -> Result<Vec<EpochStats>> {
             data: vec![(epoch + 1) as f32],
         });
         host.save(&ck_path)?;
-        append_metrics(&metrics_path, &st)?;
         if !run.quiet {
-            println!(
+            say!(
                 "epoch {:>3}/{}  train loss {:.4} err {:5.2}%  test loss {:.4} err {:5.2}%  lr {:.4}  {:.1} img/s  {:.1}s",
                 st.epoch,
                 cfg.epochs,
@@ -340,6 +379,54 @@ pub fn train(cfg: &TrainConfig, run: &TrainRun) -> Result<Vec<EpochStats>> {
     Ok(out)
 }
 
+/// The default run folder name: dataset, family with its size, step mode, so runs of other
+/// configurations do not land on each other (`digits-cifar20-lstm`,
+/// `cifar10-cifar-resnext29-w4-g8-se16-lstm`, `folder-resnet50-fixed-1`).
+pub fn default_run_name(cfg: &TrainConfig) -> String {
+    let mut n = format!("{}-{}", cfg.dataset, cfg.arch);
+    if cfg.is_cifar_arch() {
+        n += &cfg.depth.to_string();
+        if cfg.width != 1.0 {
+            n += &format!("-w{}", cfg.width);
+        }
+    }
+    for (tag, v) in [
+        ("g", cfg.groups),
+        ("d", cfg.base_width),
+        ("se", cfg.se_reduction),
+    ] {
+        if v != 0 {
+            n += &format!("-{tag}{v}");
+        }
+    }
+    n + "-" + &cfg.steps.replace(':', "-")
+}
+
+/// A new run may start in `dir` only if it holds no run (no config, checkpoint or metrics);
+/// with `overwrite` those files are removed first. Nothing is touched when refused.
+pub fn claim_run_folder(dir: &Path, overwrite: bool) -> Result<()> {
+    let present: Vec<&str> = [CHECKPOINT, METRICS, CONFIG, INIT_CHECKPOINT]
+        .into_iter()
+        .filter(|f| dir.join(f).exists())
+        .collect();
+    if present.is_empty() {
+        return Ok(());
+    }
+    if !overwrite {
+        bail!(
+            "{} already holds a run ({}): --resume {} continues it, --overwrite replaces it, or give another --out",
+            dir.display(),
+            present.join(", "),
+            dir.display()
+        );
+    }
+    for f in present {
+        std::fs::remove_file(dir.join(f))
+            .with_context(|| format!("--overwrite: cannot remove {}", dir.join(f).display()))?;
+    }
+    Ok(())
+}
+
 /// Training steps per epoch: all batches, or `max_steps` of them.
 fn steps_per_epoch(cfg: &TrainConfig, batches: usize) -> usize {
     match cfg.max_steps {
@@ -354,6 +441,88 @@ fn steps_per_epoch(cfg: &TrainConfig, batches: usize) -> usize {
 /// steps compute.
 pub fn run_images(cfg: &TrainConfig, batches_per_epoch: usize, batch: usize) -> u64 {
     (cfg.epochs * steps_per_epoch(cfg, batches_per_epoch) * batch) as u64
+}
+
+/// Keeps the metrics rows of epochs `1..=epochs` (the checkpoint's), in order and complete,
+/// dropping a row written after the last checkpoint (and a partial last line), so the
+/// resumed run's rows follow without a gap or a duplicate.
+fn reconcile_metrics(path: &Path, epochs: usize) -> Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut kept = String::from(METRICS_HEADER);
+    let mut next = 1;
+    for line in text.lines().skip(1) {
+        let epoch = line.split(',').next().and_then(|e| e.parse::<usize>().ok());
+        let complete = line.split(',').count() == METRICS_HEADER.trim_end().split(',').count();
+        if epoch == Some(next) && complete && next <= epochs {
+            kept.push_str(line);
+            kept.push('\n');
+            next += 1;
+        }
+    }
+    if kept != text {
+        write_atomic(path, kept.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// `opt.*` momentum saved beside a tensor must match its shape and be finite: a corrupt
+/// state would otherwise surface steps later as "training diverged".
+fn check_optimizer_state(host: &HostModel, path: &Path) -> Result<()> {
+    for t in host.extras.iter().filter(|t| t.name.starts_with("opt.")) {
+        let of = &t.name["opt.".len()..];
+        match host.get(of) {
+            Some(p) if p.data.len() == t.data.len() => {}
+            Some(_) => bail!(
+                "checkpoint {}: optimizer state {} does not match {of}'s shape",
+                path.display(),
+                t.name
+            ),
+            None => bail!(
+                "checkpoint {}: optimizer state {} belongs to no tensor of the model",
+                path.display(),
+                t.name
+            ),
+        }
+        if let Some(i) = t.data.iter().position(|v| !v.is_finite()) {
+            bail!(
+                "checkpoint {}: optimizer state {} holds {} at element {i}; the weights may be \
+                 fine, but resuming would diverge",
+                path.display(),
+                t.name,
+                t.data[i]
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Temporary files that killed atomic writes left in the run folder
+/// (`.checkpoint.tscm.tmp<pid>-<n>`, see `model::write_atomic`): nothing will rename them.
+fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(n) = name.to_str() else { continue };
+        let ours = [CHECKPOINT, CONFIG, METRICS, INIT_CHECKPOINT]
+            .iter()
+            .any(|f| n.starts_with(&format!(".{f}.tmp")));
+        if ours {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Test hook: `TSC_INJECT_FAULT=<point>:<epoch>` aborts the process at `point` of that
+/// epoch, as a kill would (`trainer/tests/cli.rs` uses it).
+fn inject_fault(point: &str, epoch: usize) {
+    if let Ok(v) = std::env::var("TSC_INJECT_FAULT") {
+        if v == format!("{point}:{epoch}") {
+            std::process::abort();
+        }
+    }
 }
 
 fn append_metrics(path: &Path, s: &EpochStats) -> Result<()> {
@@ -394,9 +563,17 @@ pub fn eval(gpu: Option<&Gpu>, model_path: &Path, cfg: &TrainConfig) -> Result<E
         .with_context(|| format!("cannot read model {}", model_path.display()))?;
     let model =
         tsc_core::Model::parse(&bytes).map_err(|e| anyhow!("{}: {e}", model_path.display()))?;
-    let (train_ds, test_ds) = data::load(&cfg.dataset_spec()?)?;
-    check_fits(model.arch(), &test_ds, "the model")?;
-    drop(train_ds);
+    // The test split alone (CIFAR's evaluation needs only test_batch.bin); an image folder
+    // is brought to the model's input size.
+    let mut spec = cfg.dataset_spec()?;
+    if spec.kind == data::DatasetKind::Folder {
+        let i = model.arch().input;
+        spec.image_size = (i.h, i.w);
+        spec.grayscale = i.c == 1;
+    }
+    let test_ds = data::load_split(&spec, data::Split::Test)?;
+    let names: Vec<String> = model.class_names().map(str::to_string).collect();
+    check_fits(model.arch(), &names, &test_ds, "the model")?;
     match (model.kind(), gpu) {
         (ModelKind::Checkpoint, Some(gpu)) => {
             let host = HostModel::decode(&bytes)?;

@@ -115,7 +115,12 @@ pub fn noise_eval(
     gpu.set_expected_images((n * opts.sigmas.len().max(1)) as u64);
     let mut curves = Vec::new();
     for (path, host) in paths.iter().zip(models) {
-        check_fits(&host.arch, &test, &format!("checkpoint {}", path.display()))?;
+        check_fits(
+            &host.arch,
+            &host.class_names,
+            &test,
+            &format!("checkpoint {}", path.display()),
+        )?;
         let a = &host.arch;
         let norm = Normalization {
             mean: a.mean[..a.input.c].to_vec(),
@@ -241,7 +246,12 @@ pub fn command(
     let models = read_checkpoints(paths)?;
     let test = data::load_split(&cfg.dataset_spec()?, data::Split::Test)?;
     for (p, m) in paths.iter().zip(&models) {
-        check_fits(&m.arch, &test, &format!("checkpoint {}", p.display()))?;
+        check_fits(
+            &m.arch,
+            &m.class_names,
+            &test,
+            &format!("checkpoint {}", p.display()),
+        )?;
     }
     let gpu = make_gpu()?;
     let curves = noise_eval(&gpu, paths, &models, &test, opts)?;

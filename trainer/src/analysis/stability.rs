@@ -454,7 +454,8 @@ pub fn analyse(
     if ck.kind() != ModelKind::Checkpoint {
         bail!("the stability analysis needs the training checkpoint (BN and Δt separate), not a folded model");
     }
-    crate::train::check_fits(ck.arch(), test, "the checkpoint")?;
+    let names: Vec<String> = ck.class_names().map(str::to_string).collect();
+    crate::train::check_fits(ck.arch(), &names, test, "the checkpoint")?;
     if !(opts.eps > 0.0 && opts.eps.is_finite()) {
         bail!("--eps must be a positive number");
     }
@@ -680,7 +681,13 @@ pub fn command(
     }
     let label = super::checkpoint_label(path, m.arch());
     let test = crate::data::load_split(&cfg.dataset_spec()?, crate::data::Split::Test)?;
-    crate::train::check_fits(m.arch(), &test, &format!("checkpoint {}", path.display()))?;
+    let names: Vec<String> = m.class_names().map(str::to_string).collect();
+    crate::train::check_fits(
+        m.arch(),
+        &names,
+        &test,
+        &format!("checkpoint {}", path.display()),
+    )?;
     let s = analyse(&bytes, &label, &test, opts)
         .with_context(|| format!("stability of {}", path.display()))?;
     let t = table(&s);

@@ -2,9 +2,12 @@
 //!
 //! Layouts accepted (class names = subfolder names, sorted by byte order):
 //! * `root/train/<class>/*` and `root/test/<class>/*` (`val` is accepted for `test`): the given
-//!   split. Test classes must be among the training classes.
+//!   split. Test classes must be among the training classes; every training class folder
+//!   must hold at least one image (an empty one is refused, named), a test class may be
+//!   empty or absent.
 //! * `root/<class>/*`: a stratified held-out split is made
-//!   ([`super::Dataset::stratified_split`] with the spec's fraction and seed).
+//!   ([`super::Dataset::stratified_split`] with the spec's fraction and seed). An empty class
+//!   folder is refused, named.
 //!
 //! Files with the extensions png, jpg, jpeg (any case) are read, in sorted order; other files
 //! and hidden files are ignored. Each image is converted to RGB (or grayscale), resized so its
@@ -190,6 +193,35 @@ pub fn load_classes(
     )
 }
 
+/// A class with no image in the split a model learns from would become a class the model
+/// can never be taught (and, held out, one it is never scored on): refuse it, naming it.
+fn require_every_class(ds: &Dataset, dir: &Path) -> Result<()> {
+    let mut count = vec![0usize; ds.classes];
+    for &l in &ds.labels {
+        count[l as usize] += 1;
+    }
+    let empty: Vec<&str> = count
+        .iter()
+        .zip(&ds.class_names)
+        .filter(|(c, _)| **c == 0)
+        .map(|(_, n)| n.as_str())
+        .collect();
+    if !empty.is_empty() {
+        bail!(
+            "{}: class folder{} {} ha{} no PNG or JPEG images (add images or remove the folder)",
+            dir.display(),
+            if empty.len() > 1 { "s" } else { "" },
+            empty
+                .iter()
+                .map(|n| format!("{n:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if empty.len() > 1 { "ve" } else { "s" }
+        );
+    }
+    Ok(())
+}
+
 /// Loads an image folder as described in the module documentation.
 pub fn load(root: &Path, spec: &DatasetSpec) -> Result<(Dataset, Dataset)> {
     if !root.is_dir() {
@@ -213,11 +245,14 @@ pub fn load(root: &Path, spec: &DatasetSpec) -> Result<(Dataset, Dataset)> {
             }
         }
         let train = load_classes(&train_dir, &names, spec.image_size, channels)?;
+        require_every_class(&train, &train_dir)?;
+        // A class may be absent from (or empty in) the held-out folder.
         let test = load_classes(&test_dir, &names, spec.image_size, channels)?;
         Ok((train, test))
     } else {
         let names = class_names(root)?;
         let all = load_classes(root, &names, spec.image_size, channels)?;
+        require_every_class(&all, root)?;
         all.stratified_split(spec.test_fraction, spec.split_seed)
     }
 }
