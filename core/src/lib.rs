@@ -29,6 +29,8 @@
 //! - [`infer`]`(&model, input_hwc, scratch, logits)`: one image, folded or checkpoint model;
 //!   [`block_forward`] runs one residual block.
 //! - `testutil` (feature `std`): seeded random checkpoints for tests, benches and demos.
+//! - `fuzzing` (feature `std`): the fuzz targets' entry functions (`parse_raw`,
+//!   `parse_fixed`), shared by `core/fuzz` and the corpus-replay test.
 //!
 //! ## Inference input convention
 //! `input` is one image, NHWC (`H·W·C` f32, `(y·W + x)·C + c`), pixel intensities already
@@ -57,6 +59,8 @@ pub mod controller;
 pub mod crc32;
 pub mod fold;
 pub mod format;
+#[cfg(feature = "std")]
+pub mod fuzzing;
 mod infer;
 pub mod layers;
 #[cfg(feature = "std")]
