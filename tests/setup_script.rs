@@ -58,7 +58,10 @@ impl Case {
         }
     }
     fn with_qemu(self) -> Case {
-        write_exe(&self.qemu_path.join("qemu-system-arm"), "#!/bin/sh\nexit 0\n");
+        write_exe(
+            &self.qemu_path.join("qemu-system-arm"),
+            "#!/bin/sh\nexit 0\n",
+        );
         self
     }
     fn command(&self) -> Command {
@@ -144,12 +147,20 @@ fn missing_folder_is_no_error() {
     std::fs::remove_dir_all(&c.icd_b).unwrap();
     assert_eq!(c.dry_run().0, MESA, "first empty, second missing");
     std::fs::write(c.icd_a.join("radeon_icd.json"), "{}").unwrap();
-    assert_eq!(c.dry_run().0, "none", "manifest in the first, second missing");
+    assert_eq!(
+        c.dry_run().0,
+        "none",
+        "manifest in the first, second missing"
+    );
 
     let c = Case::new("missing-first").with_qemu();
     std::fs::remove_dir_all(&c.icd_a).unwrap();
     std::fs::write(c.icd_b.join("radeon_icd.json"), "{}").unwrap();
-    assert_eq!(c.dry_run().0, "none", "first missing, manifest in the second");
+    assert_eq!(
+        c.dry_run().0,
+        "none",
+        "first missing, manifest in the second"
+    );
 }
 
 #[test]
@@ -206,21 +217,14 @@ fn rust_target_missing() {
     let mut c = Case::new("targets").with_qemu();
     std::fs::write(c.icd_a.join("lvp.json"), "{}").unwrap();
     c.targets = "x86_64-unknown-linux-gnu\nthumbv7em-none-eabi";
-    assert_eq!(
-        c.dry_run(),
-        ("none".into(), "thumbv7em-none-eabihf".into())
-    );
+    assert_eq!(c.dry_run(), ("none".into(), "thumbv7em-none-eabihf".into()));
 }
 
 #[test]
 fn dry_run_from_the_environment_and_when_sourced() {
     let mut c = Case::new("sourced");
     c.env.push(("TSC_SETUP_DRY_RUN", "1".into()));
-    let out = c
-        .command()
-        .args(["scripts/setup.sh"])
-        .output()
-        .unwrap();
+    let out = c.command().args(["scripts/setup.sh"]).output().unwrap();
     assert_eq!(parse_dry_run(&out).0, format!("{MESA} {QEMU}"));
     // scripts/test.sh sources it: the caller keeps running, and its own arguments are not
     // taken for setup.sh's.
