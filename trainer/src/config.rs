@@ -157,20 +157,25 @@ impl TrainConfig {
     pub fn load(path: &Path) -> Result<TrainConfig> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        let cfg: TrainConfig = toml::from_str(&text)
-            .with_context(|| format!("invalid config file {}", path.display()))?;
-        Ok(cfg)
+        TrainConfig::from_toml(&text)
+            .with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    /// Parse a config file's text (not validated: see [`TrainConfig::validate`]).
+    pub fn from_toml(text: &str) -> Result<TrainConfig> {
+        Ok(toml::from_str(text)?)
     }
 
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("config serialises")
     }
 
-    /// Blocks per stage of the CIFAR families for the configured depth.
+    /// Blocks per stage of the CIFAR families for the configured depth (0 below depth 2:
+    /// the ImageNet families ignore `depth`, so any value passes `validate` there).
     pub fn blocks_per_stage(&self) -> usize {
         match self.arch.as_str() {
-            "cifar-bottleneck" | "cifar-resnext" => (self.depth - 2) / 9,
-            _ => (self.depth - 2) / 6,
+            "cifar-bottleneck" | "cifar-resnext" => self.depth.saturating_sub(2) / 9,
+            _ => self.depth.saturating_sub(2) / 6,
         }
     }
 
@@ -344,6 +349,15 @@ mod tests {
             toml::from_str::<TrainConfig>("depht = 20").is_err(),
             "unknown keys are errors"
         );
+    }
+
+    /// `depth` is unused by the ImageNet families, so `validate` accepts any value there;
+    /// `blocks_per_stage` (called by `model::arch_for` for every family) must not underflow.
+    #[test]
+    fn imagenet_family_with_a_tiny_depth() {
+        let c = TrainConfig::from_toml("arch = \"resnet18\"\ndepth = 0\n").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.blocks_per_stage(), 0);
     }
 
     #[test]

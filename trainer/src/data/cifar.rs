@@ -105,6 +105,18 @@ pub fn parse_records(
     Ok((images, labels))
 }
 
+/// Parses one CIFAR-10 binary file's bytes (3073-byte records, labels < 10): HWC pixels and
+/// labels. `path` only names the file in errors.
+pub fn parse_cifar10(bytes: &[u8], path: &Path) -> Result<(Vec<u8>, Vec<u32>)> {
+    parse_records(bytes, path, &[10], 0)
+}
+
+/// Parses one CIFAR-100 binary file's bytes (3074-byte records, coarse label < 20, fine
+/// label < 100): HWC pixels and the fine labels. `path` only names the file in errors.
+pub fn parse_cifar100(bytes: &[u8], path: &Path) -> Result<(Vec<u8>, Vec<u32>)> {
+    parse_records(bytes, path, &[20, 100], 1)
+}
+
 fn cifar10_names(dir: &Path) -> Result<Vec<String>> {
     let meta = dir.join("batches.meta.txt");
     if meta.exists() {
@@ -123,7 +135,7 @@ pub fn load_cifar10_files(dir: &Path, files: &[&str]) -> Result<Dataset> {
     for f in files {
         let path = dir.join(f);
         let bytes = read_file(&path)?;
-        let (im, lb) = parse_records(&bytes, &path, &[10], 0)?;
+        let (im, lb) = parse_cifar10(&bytes, &path)?;
         images.extend_from_slice(&im);
         labels.extend_from_slice(&lb);
     }
@@ -168,6 +180,6 @@ pub fn load_cifar100(dir: &Path, split: Split) -> Result<Dataset> {
         Split::Test => "test.bin",
     });
     let bytes = read_file(&path)?;
-    let (images, labels) = parse_records(&bytes, &path, &[20, 100], 1)?;
+    let (images, labels) = parse_cifar100(&bytes, &path)?;
     Dataset::new(images, labels, (SIDE, SIDE, 3), names, 1.0 / 255.0)
 }

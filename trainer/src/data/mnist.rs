@@ -18,12 +18,24 @@ pub const CLASSES: usize = 10;
 
 /// Reads a file, gunzipping it when it starts with the gzip magic bytes.
 pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let raw = read_file(path)?;
+    decode_maybe_gz(read_file(path)?, path, u64::MAX)
+}
+
+/// Gunzips `raw` when it starts with the gzip magic bytes (else returns it unchanged),
+/// refusing to produce more than `limit` bytes. `path` only names the file in errors.
+pub fn decode_maybe_gz(raw: Vec<u8>, path: &Path, limit: u64) -> Result<Vec<u8>> {
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         GzDecoder::new(&raw[..])
+            .take(limit.saturating_add(1))
             .read_to_end(&mut out)
             .with_context(|| format!("{}: corrupt or truncated gzip data", path.display()))?;
+        if out.len() as u64 > limit {
+            bail!(
+                "{}: gzip data expands to more than {limit} bytes",
+                path.display()
+            );
+        }
         Ok(out)
     } else {
         Ok(raw)
@@ -151,13 +163,29 @@ fn find(dir: &Path, stem: &str) -> Result<PathBuf> {
 
 /// Loads an image file and a label file as one dataset.
 pub fn load_files(images: &Path, labels: &Path) -> Result<Dataset> {
-    let (px, n, rows, cols) = parse_images(&read_maybe_gz(images)?, images)?;
-    let lb = parse_labels(&read_maybe_gz(labels)?, labels)?;
+    parse_files(
+        &read_maybe_gz(images)?,
+        images,
+        &read_maybe_gz(labels)?,
+        labels,
+    )
+}
+
+/// An image file's and a label file's (uncompressed) bytes as one dataset; the paths only
+/// name the files in errors.
+pub fn parse_files(
+    images: &[u8],
+    images_path: &Path,
+    labels: &[u8],
+    labels_path: &Path,
+) -> Result<Dataset> {
+    let (px, n, rows, cols) = parse_images(images, images_path)?;
+    let lb = parse_labels(labels, labels_path)?;
     if lb.len() != n {
         bail!(
             "{} holds {n} images but {} holds {} labels",
-            images.display(),
-            labels.display(),
+            images_path.display(),
+            labels_path.display(),
             lb.len()
         );
     }
