@@ -5,6 +5,7 @@ pub mod bench_compile;
 pub mod bench_train;
 pub mod config;
 pub mod data;
+pub mod fuzzing;
 pub mod gpu;
 pub mod grad;
 pub mod model;
