@@ -1,0 +1,4 @@
+//! Fuzz target: `tsc_trainer::fuzzing::mnist_gz` (its doc says what it checks).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tsc_trainer::fuzzing::mnist_gz(data));
