@@ -25,10 +25,12 @@ const MUTANTS: usize = 300;
 const MAX_CORPUS_BYTES: usize = 512 * 1024;
 
 type Entry = fn(&[u8]);
+/// Whether the parser a target seeds accepts an input.
+type Accepts = fn(&[u8]) -> bool;
 
 /// Every target: its name (= `trainer/fuzz/fuzz_targets/<name>.rs`), its entry, and whether
 /// the parser it exercises accepts an input (for the `seed-*` check).
-const TARGETS: &[(&str, Entry, fn(&[u8]) -> bool)] = &[
+const TARGETS: &[(&str, Entry, Accepts)] = &[
     ("cifar10_records", fuzzing::cifar10_records, |b| {
         cifar::parse_cifar10(b, Path::new("x")).is_ok()
     }),
@@ -360,4 +362,3 @@ fn write_seed_corpus() {
         &tsc_core::fold::fold_to_vec(&m).unwrap(),
     );
 }
-
