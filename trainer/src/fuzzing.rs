@@ -10,14 +10,12 @@
 //! | [`cifar10_records`], [`cifar100_records`] | `data::cifar::parse_cifar10/100` (+ `Dataset::new`) |
 //! | [`mnist_idx`] | `data::mnist::parse_images`, `parse_labels`, `parse_files` |
 //! | [`mnist_gz`] | `data::mnist::decode_maybe_gz`, then as `mnist_idx` |
-//! | [`image_decode`] | `image` decoding as `data::folder::load_image` does, then `folder::fit_image` |
+//! | [`image_decode`] | `data::folder::decode_image` (decode with limits, `fit_image`) |
 //! | [`config_toml`] | `TrainConfig::from_toml`, `validate`, `to_toml`, `model::arch_for` |
 //! | [`checkpoint_decode`] | `HostModel::decode` (what `--resume` loads), `encode` |
 
-use std::io::Cursor;
 use std::path::Path;
 
-use image::{ImageReader, Limits};
 use tsc_core::arch::Shape3;
 
 use crate::config::TrainConfig;
@@ -26,8 +24,6 @@ use crate::model::{arch_for, arch_name, describe_arch, HostModel, HostTensor};
 
 /// The most bytes an entry lets a decoder produce (decompressed data, decoded pixels).
 pub const MAX_BYTES: u64 = 64 << 20;
-/// Largest image side [`image_decode`] decodes (so that the resize stays fast).
-pub const MAX_IMAGE_SIDE: u32 = 4096;
 
 fn path() -> &'static Path {
     Path::new("fuzz-input")
@@ -132,21 +128,12 @@ pub fn mnist_gz(data: &[u8]) {
     mnist_idx(&raw);
 }
 
-/// Fuzz entry: a PNG or JPEG file decoded as `folder::load_image` does (format guessed from
-/// the content; sides ≤ [`MAX_IMAGE_SIDE`], decoder allocations ≤ [`MAX_BYTES`]), then
-/// brought to 32×32 RGB and 7×5 grayscale by `folder::fit_image`.
+/// Fuzz entry: a PNG or JPEG file through `folder::decode_image` (what `folder::load_image`
+/// and `predict` run: format guessed from the content, decoder limits), brought to 32×32
+/// RGB and 7×5 grayscale.
 pub fn image_decode(data: &[u8]) {
-    let Ok(mut reader) = ImageReader::new(Cursor::new(data)).with_guessed_format() else {
-        return;
-    };
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(MAX_IMAGE_SIDE);
-    limits.max_image_height = Some(MAX_IMAGE_SIDE);
-    limits.max_alloc = Some(MAX_BYTES);
-    reader.limits(limits);
-    let Ok(img) = reader.decode() else { return };
     for (size, channels) in [((32, 32), 3), ((7, 5), 1)] {
-        if let Ok(px) = folder::fit_image(img.clone(), size, channels) {
+        if let Ok(px) = folder::decode_image(data, size, channels) {
             assert_eq!(px.len(), size.0 * size.1 * channels);
         }
     }

@@ -727,3 +727,27 @@ fn real_shared_digits_match_shipped_copy() {
     );
     assert_eq!(ds, digits::embedded().unwrap());
 }
+
+/// A long thin image is cropped before it is resized (the old resize-then-crop made a
+/// 4-gigapixel intermediate for 1×4000 at 1024), and the result keeps the image's middle.
+#[test]
+fn fit_image_crops_before_resizing() {
+    use tsc_trainer::data::folder::fit_image;
+    // 3 wide, 4000 tall: rows 1990..2010 are white, the rest black.
+    let img = image::GrayImage::from_fn(3, 4000, |_, y| {
+        image::Luma([if (1990..2010).contains(&y) { 255 } else { 0 }])
+    });
+    let t = std::time::Instant::now();
+    let px = fit_image(image::DynamicImage::ImageLuma8(img), (64, 64), 1).unwrap();
+    assert_eq!(px.len(), 64 * 64);
+    // The middle 3 source rows map to the 64 target rows: all white.
+    assert!(
+        px.iter().all(|&v| v == 255),
+        "the crop is not the image's middle"
+    );
+    println!("1x... 3x4000 -> 64x64 in {:?}", t.elapsed());
+    // A square image is resized only.
+    let sq = image::GrayImage::from_fn(16, 16, |x, _| image::Luma([(x * 16) as u8]));
+    let px = fit_image(image::DynamicImage::ImageLuma8(sq), (8, 8), 1).unwrap();
+    assert!(px[0] < px[7], "left-to-right gradient kept");
+}

@@ -73,20 +73,35 @@ pub fn class_names(dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// Largest image side the loaders decode (a 16384² RGB image is 768 MiB): a bigger or
+/// corrupt-header file is an error naming it, not an allocation that takes the machine down.
+pub const MAX_IMAGE_SIDE: u32 = 16384;
+
 /// Decodes an image file and brings it to `size = (height, width)` with `channels` 1 or 3:
 /// converted, resized so that the shorter side fits, center-cropped. Returns HWC `u8` pixels.
 pub fn load_image(path: &Path, size: (usize, usize), channels: usize) -> Result<Vec<u8>> {
-    let img = ImageReader::open(path)
-        .with_context(|| format!("cannot read {}", path.display()))?
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    decode_image(&bytes, size, channels).with_context(|| format!("{}", path.display()))
+}
+
+/// [`load_image`] on the bytes of a PNG or JPEG file (format guessed from the content),
+/// with the decoder's side and allocation limits set.
+pub fn decode_image(bytes: &[u8], size: (usize, usize), channels: usize) -> Result<Vec<u8>> {
+    let mut reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
-        .with_context(|| format!("cannot read {}", path.display()))?
-        .decode()
-        .with_context(|| format!("{}: image will not decode", path.display()))?;
-    fit_image(img, size, channels)
-        .with_context(|| format!("{}: cannot convert the image", path.display()))
+        .context("cannot read the image")?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(1 << 30);
+    reader.limits(limits);
+    let img = reader.decode().context("image will not decode")?;
+    fit_image(img, size, channels).context("cannot convert the image")
 }
 
 /// Converts, resizes (shorter side) and center-crops a decoded image; see [`load_image`].
+/// The crop is taken in the source first and only it is resized, so a long thin image never
+/// becomes a huge intermediate (1×4000 at size 1024 would have been 4 G pixels).
 pub fn fit_image(img: DynamicImage, size: (usize, usize), channels: usize) -> Result<Vec<u8>> {
     let (th, tw) = size;
     if th == 0 || tw == 0 {
@@ -96,29 +111,28 @@ pub fn fit_image(img: DynamicImage, size: (usize, usize), channels: usize) -> Re
     if w == 0 || h == 0 {
         bail!("image is empty ({w}x{h})");
     }
-    // Scale so that both sides cover the target, then crop the middle.
+    // The scale at which both sides cover the target; the source window that becomes the
+    // target's middle.
     let s = (th as f64 / h as f64).max(tw as f64 / w as f64);
-    let nw = ((w as f64 * s).round() as usize).max(tw);
-    let nh = ((h as f64 * s).round() as usize).max(th);
-    let (x0, y0) = (((nw - tw) / 2) as u32, ((nh - th) / 2) as u32);
+    let cw = ((tw as f64 / s).round() as usize).clamp(1, w);
+    let ch = ((th as f64 / s).round() as usize).clamp(1, h);
+    let (x0, y0) = (((w - cw) / 2) as u32, ((h - ch) / 2) as u32);
+    let img = img.crop_imm(x0, y0, cw as u32, ch as u32);
+    let fit = |cw: usize, ch: usize| (cw, ch) != (tw, th);
     match channels {
         3 => {
             let mut buf = img.into_rgb8();
-            if (nw, nh) != (w, h) {
-                buf = imageops::resize(&buf, nw as u32, nh as u32, FilterType::Triangle);
+            if fit(cw, ch) {
+                buf = imageops::resize(&buf, tw as u32, th as u32, FilterType::Triangle);
             }
-            Ok(imageops::crop_imm(&buf, x0, y0, tw as u32, th as u32)
-                .to_image()
-                .into_raw())
+            Ok(buf.into_raw())
         }
         1 => {
             let mut buf = img.into_luma8();
-            if (nw, nh) != (w, h) {
-                buf = imageops::resize(&buf, nw as u32, nh as u32, FilterType::Triangle);
+            if fit(cw, ch) {
+                buf = imageops::resize(&buf, tw as u32, th as u32, FilterType::Triangle);
             }
-            Ok(imageops::crop_imm(&buf, x0, y0, tw as u32, th as u32)
-                .to_image()
-                .into_raw())
+            Ok(buf.into_raw())
         }
         c => bail!("unsupported channel count {c} (1 or 3)"),
     }
