@@ -5,7 +5,7 @@ use tsc_trainer::config::TrainConfig;
 use tsc_trainer::gpu::Gpu;
 use tsc_trainer::train::{train, TrainRun};
 
-/// A fresh, empty folder under the target directory for one test.
+/// A fresh, empty folder under the system temporary directory (`tsc-tests-<pid>/<name>`).
 pub fn scratch_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir()
         .join(format!("tsc-tests-{}", std::process::id()))
@@ -31,7 +31,7 @@ pub fn tiny_digits(steps: &str) -> TrainConfig {
     }
 }
 
-/// Train `cfg` into `dir` (quietly) and return the GPU.
+/// Train `cfg` into `dir` (quietly) on `gpu`; panics if training fails.
 pub fn train_into(
     gpu: &Gpu,
     cfg: &TrainConfig,

@@ -235,6 +235,30 @@ struct TrainArgs {
     save_init: bool,
 }
 
+/// A resumed run keeps the config it was trained with: only the number of epochs may grow,
+/// and the dataset's location, its download and the loader threads (which change no result)
+/// may be given again. Anything else is refused, naming every key that would change.
+fn check_resume_changes(saved: &TrainConfig, wanted: &TrainConfig) -> Result<()> {
+    const MAY_CHANGE: [&str; 4] = ["epochs", "data", "download", "workers"];
+    let table = |c: &TrainConfig| -> Result<toml::Table> { Ok(toml::from_str(&c.to_toml())?) };
+    let (a, b) = (table(saved)?, table(wanted)?);
+    let changed: Vec<String> = a
+        .iter()
+        .filter(|(k, v)| !MAY_CHANGE.contains(&k.as_str()) && b.get(*k) != Some(*v))
+        .map(|(k, v)| {
+            let new = b.get(k).map_or("(none)".into(), |n| n.to_string());
+            format!("{k} {v} -> {new}")
+        })
+        .collect();
+    if !changed.is_empty() {
+        bail!(
+            "--resume continues a run with its own config, and these would change: {}; only --epochs (and --data, --download, --workers) may be given",
+            changed.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// Grouped convolutions and squeeze-excitation, for any family (`train`, `info --arch`).
 #[derive(Args)]
 struct FamilyArgs {
@@ -269,9 +293,6 @@ impl FamilyArgs {
         }
         Ok(())
     }
-    fn any(&self) -> bool {
-        self.groups.is_some() || self.base_width.is_some() || self.se_reduction.is_some()
-    }
 }
 
 impl TrainArgs {
@@ -281,14 +302,8 @@ impl TrainArgs {
             (None, Some(p)) => TrainConfig::load(p)?,
             (None, None) => TrainConfig::default(),
         };
-        if self.resume.is_some()
-            && (self.dataset.is_some()
-                || self.arch.is_some()
-                || self.depth.is_some()
-                || self.family.any()
-                || self.steps.is_some())
-        {
-            bail!("--resume continues a run with its own config: only --epochs may change");
+        if self.resume.is_some() && self.config.is_some() {
+            bail!("--resume continues a run with the config.toml in its folder: drop --config");
         }
         if self.stride_on_3x3 {
             c.stride_on_3x3 = true;
@@ -323,6 +338,9 @@ impl TrainArgs {
         );
         c.download |= self.download;
         self.family.apply(&mut c)?;
+        if let Some(run) = &self.resume {
+            check_resume_changes(&train::load_run_config(run)?, &c)?;
+        }
         c.validate()?;
         Ok(c)
     }

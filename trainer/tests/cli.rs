@@ -217,6 +217,25 @@ fn an_existing_run_folder_is_not_overwritten() {
     ok(&tiny_run(&dir, &["--epochs", "1", "--overwrite"], &[]));
     let d = dir.to_str().unwrap();
     fails_naming(&["train", "--resume", d, "--overwrite"], "--overwrite");
+    // --resume keeps the run's config: a changed flag is refused by name (it was applied
+    // silently and config.toml rewritten), an unchanged one is accepted.
+    fails_naming(&["train", "--resume", d, "--batch", "32"], "batch 16 -> 32");
+    fails_naming(
+        &["train", "--resume", d, "--se", "2"],
+        "se_reduction 0 -> 2",
+    );
+    let config = std::fs::read(dir.join("config.toml")).unwrap();
+    ok(&trainer(
+        &["train", "--resume", d, "--batch", "16", "--epochs", "2"],
+        &[],
+    ));
+    let after = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    let before = String::from_utf8(config).unwrap();
+    assert_eq!(
+        before.replace("epochs = 1", "epochs = 2"),
+        after,
+        "config.toml changed beyond epochs"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

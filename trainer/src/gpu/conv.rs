@@ -379,8 +379,7 @@ pub fn pick_tile(gpu: &Gpu, pass: Pass, s: &ConvShape) -> Result<Tile> {
     super::tune::conv_tile(gpu, pass, s)
 }
 
-/// 4 when `c` channels can be loaded as vec4 (a multiple of 4), else 1. (No `%` comparison:
-/// clippy wants `is_multiple_of`, which is newer than the workspace's MSRV.)
+/// 4 when `c` channels can be loaded as vec4 (a multiple of 4), else 1.
 pub(crate) fn vec_width(c: usize) -> u32 {
     match c % 4 {
         0 => 4,

@@ -139,7 +139,8 @@ impl Gpu {
     }
 }
 
-/// Reuses buffers by size so that a training step allocates nothing after the first.
+/// Reuses buffers by size (tests only so far: the training graph allocates its tensors once,
+/// up front, and does not use a pool).
 #[derive(Default)]
 pub struct BufferPool {
     free: HashMap<u64, Vec<wgpu::Buffer>>,
