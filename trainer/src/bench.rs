@@ -302,6 +302,15 @@ pub fn kernels(gpu: &Gpu, args: &KernelArgs) -> Result<()> {
         "resnext" => resnext_convs(args.batch),
         other => anyhow::bail!("--shapes '{other}': expected resnet20, imagenet or resnext"),
     };
+    for (_, s, _) in &shapes {
+        let per_image = [s.x_shape(), s.y_shape()]
+            .iter()
+            .map(|d| d.iter().product::<usize>() / s.n.max(1))
+            .max()
+            .unwrap_or(1);
+        let what = format!("{}x{}x{} -> {} conv's tensors", s.h, s.w, s.cin, s.cout);
+        gpu.check_batch_fits(s.n, per_image, &what)?;
+    }
     for (name, s, mult) in shapes {
         if args
             .only

@@ -709,6 +709,37 @@ impl<'a> Builder<'a> {
     }
 }
 
+/// Refuses a batch whose largest tensor would not fit one storage buffer of `gpu`, naming
+/// `--batch` and the largest batch that fits ([`Gpu::check_batch_fits`]).
+pub fn check_batch_fits(gpu: &Gpu, a: &Arch, batch: usize) -> Result<()> {
+    let (per_image, what) = largest_activation(a);
+    gpu.check_batch_fits(batch, per_image, &what)
+}
+
+/// The largest activation of one image (f32) and its description: every tensor of the graph
+/// is one of these shapes times the batch (gradients have the activations' shapes; the
+/// convs' scratch is bounded apart from the batch).
+fn largest_activation(a: &Arch) -> (usize, String) {
+    let mut best = (a.input.len(), a.input);
+    let mut see = |s: tsc_core::Shape3| {
+        if s.len() > best.0 {
+            best = (s.len(), s);
+        }
+    };
+    see(a.stem_conv_output());
+    for (s, st) in a.stages().iter().enumerate() {
+        for b in 0..st.blocks.min(2) {
+            for bc in a.branch(s, b).convs() {
+                see(bc.conv.input);
+                see(bc.conv.output().unwrap_or_default());
+            }
+            see(a.block_geom(s, b).output);
+        }
+    }
+    let (n, sh) = best;
+    (n, format!("{}x{}x{} activation", sh.h, sh.w, sh.c))
+}
+
 /// What follows a conv's BN.
 enum After<'a> {
     None,
@@ -741,6 +772,7 @@ impl Graph {
     /// Build the program for `batch` images.
     pub fn new(gpu: &Gpu, m: &GpuModel, batch: usize, mode: Mode) -> Result<Graph> {
         let a = &m.arch;
+        check_batch_fits(gpu, a, batch)?;
         let train = mode == Mode::Train;
         let mut bd = Builder {
             gpu,

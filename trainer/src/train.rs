@@ -240,6 +240,8 @@ pub fn train(cfg: &TrainConfig, run: &TrainRun) -> Result<Vec<EpochStats>> {
         )?;
         HostModel::init(arch, train_ds.class_names.clone(), cfg.seed)?
     };
+    // Before the run folder is touched: a batch the device cannot hold.
+    crate::net::check_batch_fits(gpu, &host.arch, cfg.batch.min(train_ds.len()))?;
     let start_epoch = host
         .extra("meta.epoch")
         .and_then(|t| t.data.first())

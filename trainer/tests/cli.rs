@@ -64,6 +64,46 @@ fn family_flags_are_checked_in_their_own_words() {
     }
 }
 
+/// A batch whose largest tensor exceeds the adapter's storage-buffer limit panicked inside
+/// wgpu's validation; it is now one line naming --batch and the largest batch that fits.
+/// (lavapipe: 128 MiB per binding; other adapters give other numbers, so only the shape of
+/// the message is asserted, and only where the batch is over the limit.)
+#[test]
+fn a_batch_over_the_binding_limit_names_the_largest_that_fits() {
+    let out = trainer(&["devices"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !text.contains("binding 128 MiB") && !text.contains("128 MiB") {
+        eprintln!("SKIPPED: the limits of this adapter are not lavapipe's:\n{text}");
+        return;
+    }
+    let dir = scratch("binding");
+    let run = dir.join("run");
+    fails_naming(
+        &[
+            "train",
+            "--dataset",
+            "digits",
+            "--width",
+            "24",
+            "--batch",
+            "1438",
+            "--max-steps",
+            "1",
+            "--epochs",
+            "1",
+            "--out",
+            run.to_str().unwrap(),
+        ],
+        "the largest --batch that fits is 1365",
+    );
+    assert!(!run.exists(), "the refused run created its folder");
+    let _ = std::fs::remove_dir_all(&dir);
+    fails_naming(
+        &["bench", "kernels", "--batch", "4096", "--reps", "1"],
+        "the largest --batch that fits is",
+    );
+}
+
 #[test]
 fn no_driver_noise_without_a_runtime_dir() {
     for unset in [true, false] {

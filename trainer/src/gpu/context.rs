@@ -176,6 +176,39 @@ impl Gpu {
     }
 
     /// One-line description for logs: name, type, backend.
+    /// The largest tensor this device can hold and bind to one kernel, in bytes (the
+    /// smaller of `max_storage_buffer_binding_size` and `max_buffer_size`).
+    pub fn max_tensor_bytes(&self) -> u64 {
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
+    }
+
+    /// Refuses, before anything is allocated, a batch whose largest tensor (`per_image` f32
+    /// per image, `what` for the message) would exceed [`Gpu::max_tensor_bytes`]; wgpu's
+    /// validation would otherwise panic. Names `--batch` and the largest value that fits.
+    pub fn check_batch_fits(&self, batch: usize, per_image: usize, what: &str) -> Result<()> {
+        let limit = self.max_tensor_bytes();
+        let per = 4 * per_image.max(1) as u64;
+        if per * batch as u64 > limit {
+            let fits = limit / per;
+            let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+            if fits == 0 {
+                bail!(
+                    "{what} needs {:.1} MiB per image, over this adapter's {:.0} MiB per storage buffer: the input is too large for this GPU",
+                    mib(per),
+                    mib(limit)
+                );
+            }
+            bail!(
+                "--batch {batch}: the {what} would need {:.1} MiB in one buffer, over this adapter's {:.0} MiB per storage buffer; the largest --batch that fits is {fits}",
+                mib(per * batch as u64),
+                mib(limit)
+            );
+        }
+        Ok(())
+    }
+
     pub fn describe(&self) -> String {
         format!(
             "{} ({:?}, {:?})",
