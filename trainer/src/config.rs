@@ -162,8 +162,21 @@ impl TrainConfig {
     }
 
     /// Parse a config file's text (not validated: see [`TrainConfig::validate`]).
+    /// A TOML error is one line, `line L, column C: message` (toml's own display spans
+    /// several lines with a source excerpt).
     pub fn from_toml(text: &str) -> Result<TrainConfig> {
-        Ok(toml::from_str(text)?)
+        toml::from_str(text).map_err(|e| {
+            let msg = e.message().replace('\n', " ");
+            match e.span() {
+                Some(sp) => {
+                    let before = &text[..sp.start.min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                    anyhow::anyhow!("line {line}, column {col}: {msg}")
+                }
+                None => anyhow::anyhow!("{msg}"),
+            }
+        })
     }
 
     pub fn to_toml(&self) -> String {
