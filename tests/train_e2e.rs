@@ -7,6 +7,7 @@ use tsc_tests::{scratch_dir, tiny_digits, train_into};
 use tsc_trainer::config::TrainConfig;
 use tsc_trainer::gpu::Gpu;
 use tsc_trainer::model::{arch_for, HostModel};
+use tsc_trainer::net::{GpuModel, Graph, Mode};
 use tsc_trainer::train::{eval, train, TrainRun};
 
 #[test]
@@ -112,8 +113,9 @@ fn checkpoint_of_another_architecture_is_refused() {
 #[test]
 fn export_and_predict_image_files() {
     // Train briefly, export, write held-out digits as 8-bit PNG files, and check that
-    // `predict`'s path (image files -> core on the CPU) classifies them as core does on the
-    // dataset's own pixels.
+    // `predict`'s path (image files -> decode -> core on the folded export, CPU) classifies
+    // them as the GPU's evaluation graph does on the unfolded checkpoint (an independent
+    // implementation: no core, no folding).
     let gpu = Gpu::new(None).unwrap();
     let dir = scratch_dir("predict");
     let mut cfg = tiny_digits("lstm");
@@ -126,11 +128,14 @@ fn export_and_predict_image_files() {
     assert_eq!(m.kind(), tsc_core::ModelKind::Folded);
 
     let (_, test) = tsc_trainer::data::load(&cfg.dataset_spec().unwrap()).unwrap();
+    let n = 12;
+    let host = HostModel::load(&dir.join("checkpoint.tscm")).unwrap();
+    let a = host.arch;
+    let gm = GpuModel::new(&gpu, &host, 0.9, 0.0).unwrap();
+    let g = Graph::new(&gpu, &gm, n, Mode::Eval).unwrap();
     let mut paths = Vec::new();
-    let mut expected = Vec::new();
-    let mut scratch = vec![0.0f32; m.scratch_len()];
-    let mut logits = vec![0.0f32; 10];
-    for i in 0..12 {
+    let mut images = Vec::new();
+    for i in 0..n {
         // Digits pixels are 0..16; the PNG holds them scaled to 0..255 (rounded).
         let px: Vec<u8> = test
             .image(i)
@@ -143,10 +148,18 @@ fn export_and_predict_image_files() {
             .save(&p)
             .unwrap();
         paths.push(p);
-        let x: Vec<f32> = px.iter().map(|&v| v as f32 / 255.0).collect();
-        tsc_core::infer(&m, &x, &mut scratch, &mut logits).unwrap();
-        expected.push(tsc_core::layers::argmax(&logits).unwrap());
+        images.extend(
+            px.iter()
+                .map(|&v| (v as f32 / 255.0 - a.mean[0]) / a.std[0]),
+        );
     }
+    g.load(&gpu, &images, &vec![0; n]).unwrap();
+    g.run(&gpu, &gm);
+    let gl = gpu.download(&g.logits).unwrap();
+    let expected: Vec<usize> = gl
+        .chunks(a.classes)
+        .map(|row| tsc_core::layers::argmax(row).unwrap())
+        .collect();
     let got = tsc_trainer::tools::classify(&bytes, &paths).unwrap();
     let classes: Vec<usize> = got.iter().map(|g| g.0).collect();
     assert_eq!(classes, expected);

@@ -183,6 +183,120 @@ fn noise_eval_sigma_zero_is_eval_and_files_are_valid() {
     assert_eq!(few[0].points[0].samples, 50);
 }
 
+/// The noise noise-eval adds has the σ it is asked for (empirical mean 0 and standard
+/// deviation σ over every input value, independent across images), and the GPU's loss and
+/// accuracy on the noisy inputs equal core's inference on the same inputs (an independent
+/// implementation; the σ = 0 test above only compares with `eval`).
+#[test]
+fn noise_eval_adds_the_requested_noise_and_matches_core() {
+    let dir = scratch("noise_sigma");
+    let ck = digits_ck(&dir, "lstm", "lstm");
+    let cfg = digits_cfg("lstm");
+    let test = data::load_split(&cfg.dataset_spec().unwrap(), Split::Test).unwrap();
+    let host = noise::read_checkpoints(std::slice::from_ref(&ck))
+        .unwrap()
+        .remove(0);
+    let a = host.arch;
+    let norm = Normalization {
+        mean: a.mean[..a.input.c].to_vec(),
+        std: a.std[..a.input.c].to_vec(),
+    };
+    let loader = data::Loader::new(
+        std::sync::Arc::new(test.clone()),
+        norm.clone(),
+        data::LoaderConfig::eval(64),
+    )
+    .unwrap();
+    let batches: Vec<data::Batch> = loader.epoch(0).collect();
+    let (seed, sigma) = (3u64, 0.7f32);
+    // The added noise: mean, variance, correlation between consecutive images.
+    let (mut n, mut sum, mut sq, mut cross) = (0f64, 0f64, 0f64, 0f64);
+    let per = a.input.len();
+    for b in &batches {
+        let noisy = noise::add_noise(b, seed, sigma);
+        let d: Vec<f64> = noisy
+            .iter()
+            .zip(&b.images)
+            .map(|(y, x)| (y - x) as f64)
+            .collect();
+        for v in &d {
+            sum += v;
+            sq += v * v;
+        }
+        for i in 0..b.len().saturating_sub(1) {
+            for k in 0..per {
+                cross += d[i * per + k] * d[(i + 1) * per + k];
+            }
+        }
+        n += d.len() as f64;
+    }
+    let mean = sum / n;
+    let sd = (sq / n - mean * mean).sqrt();
+    let corr = cross / n / (sigma as f64 * sigma as f64);
+    println!("{n} noise values: mean {mean:.4}, sd {sd:.4} (σ {sigma}), lag-1 image correlation {corr:.4}");
+    // n ≈ 23,000: the sample sd is within 2% of σ and the mean within 0.02 σ with
+    // overwhelming probability for Gaussian noise; a wrong scale (σ², σ·std) fails.
+    assert!(
+        (sd / sigma as f64 - 1.0).abs() < 0.02,
+        "sd {sd} for σ {sigma}"
+    );
+    assert!(mean.abs() < 0.02 * sigma as f64, "mean {mean}");
+    assert!(corr.abs() < 0.05, "noise correlated across images: {corr}");
+
+    // The GPU's noisy evaluation against core on the same noisy inputs.
+    let opts = noise::NoiseOptions {
+        sigmas: vec![sigma],
+        seed,
+        batch: 64,
+        images: 0,
+    };
+    let gpu = Gpu::new(None).unwrap();
+    let curves = noise::noise_eval(&gpu, std::slice::from_ref(&ck), &[host], &test, &opts).unwrap();
+    let got = curves[0].points[0];
+    let bytes = std::fs::read(&ck).unwrap();
+    let model = tsc_core::Model::parse(&bytes).unwrap();
+    let mut scratch = vec![0.0f32; model.scratch_len()];
+    let mut logits = vec![0.0f32; a.classes];
+    let (mut loss, mut correct, mut count) = (0f64, 0u64, 0u64);
+    for b in &batches {
+        let noisy = noise::add_noise(b, seed, sigma);
+        for (i, &y) in b.labels.iter().enumerate() {
+            // core normalises itself: feed intensities whose normalised value is the input.
+            let x: Vec<f32> = noisy[i * per..(i + 1) * per]
+                .iter()
+                .enumerate()
+                .map(|(k, &v)| v * norm.std[k % a.input.c] + norm.mean[k % a.input.c])
+                .collect();
+            tsc_core::infer(&model, &x, &mut scratch, &mut logits).unwrap();
+            let m = logits.iter().fold(f32::MIN, |m, &v| m.max(v)) as f64;
+            let lse = m + logits
+                .iter()
+                .map(|&v| (v as f64 - m).exp())
+                .sum::<f64>()
+                .ln();
+            loss += lse - logits[y as usize] as f64;
+            correct += (tsc_core::layers::argmax(&logits) == Some(y as usize)) as u64;
+            count += 1;
+        }
+    }
+    let (loss, acc) = (loss / count as f64, correct as f64 / count as f64);
+    println!(
+        "σ {sigma}: GPU loss {:.6} acc {:.4}; core loss {loss:.6} acc {acc:.4}",
+        got.loss, got.accuracy
+    );
+    assert_eq!(got.samples, count);
+    assert!(
+        (got.loss - loss).abs() <= 1e-4 * loss.max(1.0),
+        "loss {} vs core {loss}",
+        got.loss
+    );
+    assert!(
+        (got.accuracy - acc).abs() <= 2.0 / count as f64,
+        "accuracy {} vs core {acc}",
+        got.accuracy
+    );
+}
+
 #[test]
 fn noise_eval_bad_input_errors() {
     let dir = scratch("noise_bad");

@@ -303,3 +303,50 @@ fn cifar_resnext_29_matches_xie_et_al() {
         );
     }
 }
+
+/// Paper Table 1, from its formulas (B stages, L_b blocks of C_b channels, reduction r,
+/// kernel sizes k1 = k2 = 3), on CIFAR ResNet-20 and ResNet-56: indp `Σ L_b C_b`; 2fc
+/// `Σ L_b C_b²/r (1 + k1 k2)`; LSTM `Σ C_b²/r (1 + 8/r + k1 k2)` weights. The formulas
+/// count one conv's summary (`k1·k2·C`) where Eq. 10 concatenates both convs'
+/// (`2·k1·k2·C`, the paper's own Implementations section), so the weight terms here use
+/// `2·k1·k2`; biases (`H` + `C` per fc pair, `4H` for the LSTM) are added as the formulas
+/// leave them out. Any change to the summary length, the hidden size or the LSTM's shape
+/// fails this.
+#[test]
+fn table_1_controller_parameters_follow_the_papers_formulas() {
+    for depth in [20usize, 56] {
+        let l = (depth - 2) / 6;
+        let cfg = |steps: &str| TrainConfig {
+            depth,
+            steps: steps.into(),
+            ..Default::default()
+        };
+        let ctl = |steps: &str| {
+            let a = arch_for(
+                &cfg(steps),
+                Shape3::new(32, 32, 3),
+                10,
+                &[0.5; 3],
+                &[0.25; 3],
+            )
+            .unwrap();
+            count(&a).controller_params as f64
+        };
+        let (r, k1k2) = (4.0, 9.0);
+        let stages = [16.0f64, 32.0, 64.0];
+        let lb = l as f64;
+        let indp: f64 = stages.iter().map(|c| lb * c).sum();
+        let two_fc: f64 = stages
+            .iter()
+            .map(|c| lb * (c * c / r * (1.0 + 2.0 * k1k2) + c / r + c))
+            .sum();
+        let lstm: f64 = stages
+            .iter()
+            .map(|c| c * c / r * (1.0 + 8.0 / r + 2.0 * k1k2) + 5.0 * c / r + c)
+            .sum();
+        assert_eq!(ctl("indp"), indp, "ResNet-{depth} indp");
+        assert_eq!(ctl("2fc"), two_fc, "ResNet-{depth} 2fc");
+        assert_eq!(ctl("lstm"), lstm, "ResNet-{depth} lstm");
+        println!("ResNet-{depth}: indp {indp}, 2fc {two_fc}, lstm {lstm} controller parameters");
+    }
+}

@@ -1,6 +1,6 @@
 //! Data loading, augmentation and batching. Fast, no network, no GPU. Small files in each
 //! format are written by the tests themselves; tests on the real data in `../shared/data` skip
-//! (with a message) when it is absent.
+//! (printing `SKIPPED` and why) when it is absent, or fail with `TSC_REQUIRE_DATA=1`.
 
 use std::fs;
 use std::io::Write;
@@ -38,8 +38,15 @@ fn shared_data() -> Option<PathBuf> {
     let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data"));
     if p.is_dir() {
         Some(p)
+    } else if std::env::var("TSC_REQUIRE_DATA").as_deref() == Ok("1") {
+        panic!("TSC_REQUIRE_DATA=1 but {} is not there", p.display());
     } else {
-        eprintln!("skipped: {} not found", p.display());
+        // Visible in the test log (`cargo test` shows a passing test's output only with
+        // --nocapture): TSC_REQUIRE_DATA=1 turns the skip into a failure.
+        eprintln!(
+            "SKIPPED: {} not found (TSC_REQUIRE_DATA=1 makes this fail)",
+            p.display()
+        );
         None
     }
 }

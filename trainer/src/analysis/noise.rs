@@ -91,6 +91,19 @@ fn noise_of(batch: &Batch, seed: u64) -> Vec<f32> {
     z
 }
 
+/// The noisy inputs of `batch` at `sigma`: its normalised images plus `sigma ·` the
+/// standard normal noise of [`noise_of`] (so the same image gets the same noise direction at
+/// every σ and for every checkpoint).
+pub fn add_noise(batch: &Batch, seed: u64, sigma: f32) -> Vec<f32> {
+    let z = noise_of(batch, seed);
+    batch
+        .images
+        .iter()
+        .zip(z)
+        .map(|(x, z)| x + sigma * z)
+        .collect()
+}
+
 /// Evaluate every checkpoint at every σ on `test`.
 pub fn noise_eval(
     gpu: &Gpu,
@@ -127,13 +140,7 @@ pub fn noise_eval(
             std: a.std[..a.input.c].to_vec(),
         };
         let loader = Loader::new(test.clone(), norm, LoaderConfig::eval(batch))?;
-        let batches: Vec<(Batch, Vec<f32>)> = loader
-            .epoch(0)
-            .map(|b| {
-                let z = noise_of(&b, opts.seed);
-                (b, z)
-            })
-            .collect();
+        let batches: Vec<Batch> = loader.epoch(0).collect();
         let m = GpuModel::new(gpu, host, 0.0, 0.0)?;
         let full = Graph::new(gpu, &m, batch, Mode::Eval)?;
         let rest = if n % batch > 0 {
@@ -143,21 +150,19 @@ pub fn noise_eval(
         };
         gpu.prepare()?;
         let mut points = Vec::new();
-        let mut noisy = Vec::new();
         for &sigma in &opts.sigmas {
             full.reset_metrics(gpu);
             if let Some(r) = &rest {
                 r.reset_metrics(gpu);
             }
-            for (b, z) in &batches {
+            for b in &batches {
                 let g = if b.len() == batch {
                     &full
                 } else {
                     rest.as_ref()
                         .ok_or_else(|| anyhow!("unexpected partial batch"))?
                 };
-                noisy.clear();
-                noisy.extend(b.images.iter().zip(z).map(|(x, z)| x + sigma * z));
+                let noisy = add_noise(b, opts.seed, sigma);
                 g.load(gpu, &noisy, &b.labels)?;
                 g.run(gpu, &m);
             }
