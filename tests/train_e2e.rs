@@ -163,6 +163,24 @@ fn export_and_predict_image_files() {
     let got = tsc_trainer::tools::classify(&bytes, &paths).unwrap();
     let classes: Vec<usize> = got.iter().map(|g| g.0).collect();
     assert_eq!(classes, expected);
+    // The logits too (a briefly trained net predicts few distinct classes): core on the
+    // decoded files against the GPU graph, relative to the largest logit.
+    let logits = tsc_trainer::tools::classify_logits(&bytes, &paths).unwrap();
+    let (mut num, mut den) = (0f32, 0f32);
+    for (row, want) in logits.iter().zip(gl.chunks(a.classes)) {
+        for (p, q) in row.iter().zip(want) {
+            num = num.max((p - q).abs());
+            den = den.max(q.abs());
+        }
+    }
+    println!(
+        "predict vs GPU graph: max |Δlogit| / max |logit| = {:.2e}",
+        num / den
+    );
+    assert!(
+        num <= 1e-4 * den,
+        "predict's logits differ from the GPU's by {num} (max {den})"
+    );
     assert!(got.iter().all(|g| g.1 > 0.0 && g.1 <= 1.0));
 
     std::fs::write(dir.join("broken.png"), b"\x89PNG not really").unwrap();
