@@ -1,8 +1,7 @@
 // Weight re-layouts for the conv backward-to-input: OHWI w [Cout][kh][kw][Cg] becomes
 // flip = 0: wt [G][kh][kw][Cg][Cog], contiguous along the output channels that dX reduces over;
-// flip = 1: the OHWI weights [G·Cg][kh][kw][Cog] of the stride-1 forward conv over dy that
-//   computes dX (G groups again: group g maps dy's channels g·Cog.. to dX's g·Cg..), with the
-//   taps mirrored (ky, kx → kh−1−ky, kw−1−kx).
+// flip = 1 (G = 1): the OHWI weights [Cg][kh][kw][Cog] of the stride-1 forward conv over dy
+//   that computes dX, with the taps mirrored (ky, kx → kh−1−ky, kw−1−kx).
 // Host side: trainer/src/gpu/conv.rs. One invocation per element, 1-D grid folded by grid_1d.
 struct P {
     total: u32, khw: u32, cg: u32, cog: u32,
@@ -23,7 +22,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let g = oc / p.cog;
     let co = oc % p.cog;
     if (p.flip == 1u) {
-        wt[((g * p.cg + ci) * p.khw + p.khw - 1u - t) * p.cog + co] = w[e];
+        wt[(ci * p.khw + p.khw - 1u - t) * p.cog + co] = w[e];
     } else {
         wt[((g * p.khw + t) * p.cg + ci) * p.cog + co] = w[e];
     }

@@ -125,10 +125,8 @@ fn shapes() -> Vec<ConvShape> {
         c(1, 7, 32, 3, 4, 3, 3, 1, 0, 1),
         c(1, 5, 64, 4, 3, 3, 3, 2, 1, 1),
         c(1, 5, 32, 8, 4, 3, 3, 1, 1, 2),
-        // stride-1 dX through the row-run forward over dy (mirrored weights, pad k−1−pad);
-        // grouped (ResNeXt's 3×3: the mirrored weights keep the 2 groups)
+        // stride-1 dX through the row-run forward over dy (mirrored weights, pad k−1−pad)
         c(1, 4, 32, 8, 4, 3, 3, 1, 0, 1),
-        c(1, 4, 32, 8, 8, 3, 3, 1, 1, 2),
         // row kernels (few input channels, stride 1): the stem, partial row segments with
         // pad 0, one input channel, pad 2 with a partial output-channel tile
         c(2, 8, 8, 3, 16, 3, 3, 1, 1, 1),

@@ -686,11 +686,11 @@ pub(crate) fn fwd_rows_source(s: &ConvShape, tile: Tile, rows: u32) -> String {
     format!("{}\n{src}", prelude(4))
 }
 
-/// For a stride-1 square conv, the forward conv over dy that computes dX:
-/// `dx = conv(dy, w')` with `w'[g·Cg + ci][ky][kx][co] = w[g·Cog + co][k−1−ky][k−1−kx][ci]`
-/// (the same `G` groups) and padding `k − 1 − pad` (its output is H × W again).
+/// For a stride-1 square conv without groups, the forward conv over dy that computes dX:
+/// `dx = conv(dy, w')` with `w'[ci][ky][kx][co] = w[co][k−1−ky][k−1−kx][ci]` and padding
+/// `k − 1 − pad` (its output is H × W again).
 fn dx_as_forward(s: &ConvShape) -> Option<ConvShape> {
-    (s.stride == 1 && s.kh == s.kw && s.pad < s.kh).then(|| ConvShape {
+    (s.stride == 1 && s.groups == 1 && s.kh == s.kw && s.pad < s.kh).then(|| ConvShape {
         n: s.n,
         h: s.out_h(),
         w: s.out_w(),
@@ -700,7 +700,7 @@ fn dx_as_forward(s: &ConvShape) -> Option<ConvShape> {
         kw: s.kw,
         stride: 1,
         pad: s.kh - 1 - s.pad,
-        groups: s.groups,
+        groups: 1,
     })
 }
 
@@ -1153,8 +1153,8 @@ fn wtrans(gpu: &Gpu, s: &ConvShape, w: &Tensor) -> Result<(Tensor, Dispatch)> {
     wtrans_mode(gpu, s, w, false)
 }
 
-/// `wtrans`, or with `flip` the mirrored OHWI weights `[Cin][kh][kw][Cout / G]` of the
-/// (grouped) forward conv over dy that computes a stride-1 dX.
+/// `wtrans`, or with `flip` (groups 1) the mirrored OHWI weights `[Cin][kh][kw][Cout]` of the
+/// forward conv over dy that computes a stride-1 dX.
 fn wtrans_mode(gpu: &Gpu, s: &ConvShape, w: &Tensor, flip: bool) -> Result<(Tensor, Dispatch)> {
     let (cg, cog) = (s.cin / s.groups, s.cout / s.groups);
     let wt = gpu.zeros(&[w.len()]);
