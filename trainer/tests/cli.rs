@@ -192,9 +192,10 @@ fn scratch(name: &str) -> std::path::PathBuf {
     dir
 }
 
-/// A tiny digits run into `out` (extra flags appended); panics with stderr on failure.
-fn tiny_run(out: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut args = vec![
+/// The command of a tiny digits run into `out` (extra flags appended).
+fn tiny_cmd(out: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_trainer"));
+    c.args([
         "train",
         "--dataset",
         "digits",
@@ -208,14 +209,19 @@ fn tiny_run(out: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Outp
         "2",
         "--out",
         out.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let mut c = Command::new(env!("CARGO_BIN_EXE_trainer"));
-    c.args(&args);
+    ])
+    .args(extra);
     for (k, v) in env {
         c.env(k, v);
     }
-    c.output().expect("run the trainer binary")
+    c
+}
+
+/// A tiny digits run into `out` (extra flags appended).
+fn tiny_run(out: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    tiny_cmd(out, extra, env)
+        .output()
+        .expect("run the trainer binary")
 }
 
 fn ok(out: &Output) {
@@ -313,9 +319,8 @@ fn metrics_and_checkpoint_stay_consistent_across_a_kill() {
 #[test]
 fn a_closed_stdout_neither_panics_nor_stops_training() {
     use std::process::Stdio;
-    let spawn = |args: &[&str]| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_trainer"))
-            .args(args)
+    let spawn = |mut c: Command| {
+        let mut child = c
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -323,31 +328,16 @@ fn a_closed_stdout_neither_panics_nor_stops_training() {
         drop(child.stdout.take()); // the reader of the pipe goes away at once
         child.wait_with_output().unwrap()
     };
-    let out = spawn(&["info", "--arch", "resnet50", "--steps", "lstm"]);
+    let mut info = Command::new(env!("CARGO_BIN_EXE_trainer"));
+    info.args(["info", "--arch", "resnet50", "--steps", "lstm"]);
+    let out = spawn(info);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !err.contains("panicked") && !err.contains("Broken pipe"),
         "{err}"
     );
     let dir = scratch("pipe");
-    let d = dir.to_str().unwrap();
-    let out = spawn(&[
-        "train",
-        "--dataset",
-        "digits",
-        "--depth",
-        "8",
-        "--width",
-        "0.25",
-        "--batch",
-        "16",
-        "--max-steps",
-        "2",
-        "--epochs",
-        "2",
-        "--out",
-        d,
-    ]);
+    let out = spawn(tiny_cmd(&dir, &["--epochs", "2"], &[]));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "training stopped: {err}");
     let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
